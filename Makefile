@@ -1,0 +1,34 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV_BIN := .venv/bin
+
+.PHONY: setup demo test test-unit lint lock infra-up infra-down
+
+setup:
+	@scripts/setup-venv
+
+infra-up: setup
+	$(VENV_BIN)/wastex infra up
+
+infra-down: setup
+	$(VENV_BIN)/wastex infra down
+
+# The main job: bring the infrastructure up and run a round trip through all three services.
+demo: infra-up
+	$(VENV_BIN)/wastex infra smoke
+
+# Installs what is missing, brings the infrastructure up, runs every test. On CI the services
+# are stopped afterwards so no process outlives the run.
+test: infra-up
+	@status=0; $(VENV_BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
+	if [[ "$${CI:-}" == "true" ]]; then $(VENV_BIN)/wastex infra down; fi; exit $$status
+
+test-unit: setup
+	$(VENV_BIN)/pytest -m unit $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV_BIN)/ruff check .
+
+# Re-resolve requirements.lock after changing dependencies in pyproject.toml.
+lock: setup
+	$(VENV_BIN)/uv pip compile -q pyproject.toml --extra dev -o requirements.lock

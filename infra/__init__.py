@@ -1,0 +1,1 @@
+"""Shared infrastructure: settings, local bring-up of Kafka/MinIO/PostgreSQL, clients, DB models."""

@@ -1,0 +1,1 @@
+"""Relational projections and materialisations (one schema, migrated with Alembic)."""

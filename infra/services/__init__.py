@@ -1,0 +1,17 @@
+"""The three local servers, in start order."""
+
+from __future__ import annotations
+
+from infra.services.base import Service, ServiceError, ServiceStatus
+from infra.services.kafka import KafkaService
+from infra.services.minio import MinioService
+from infra.services.postgres import PostgresService
+from infra.settings import Settings
+
+
+def all_services(settings: Settings) -> list[Service]:
+    return [PostgresService(settings), MinioService(settings), KafkaService(settings)]
+
+
+__all__ = ["KafkaService", "MinioService", "PostgresService", "Service", "ServiceError", "ServiceStatus",
+           "all_services"]

@@ -1,0 +1,143 @@
+"""Every setting of WasteX Stream, read from environment variables with working local defaults.
+
+Secrets are never defaults in code: when `WASTEX_S3_SECRET_KEY` or `WASTEX_POSTGRES_PASSWORD` are not
+set, they are generated once and kept in `<state dir>/secrets.env` (mode 0600).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _load_or_create_secrets(state_dir: Path) -> dict[str, str]:
+    """Local credentials generated on first use, so no password lives in the code."""
+    path = state_dir / "secrets.env"
+    if path.exists():
+        pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+        return {key: value for key, value in pairs}
+    values = {
+        "S3_ACCESS_KEY": "wastex-" + secrets.token_hex(4),
+        "S3_SECRET_KEY": secrets.token_urlsafe(24),
+        "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
+        "UI_SECRET_KEY": secrets.token_urlsafe(32),
+    }
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.writelines(f"{key}={value}\n" for key, value in values.items())
+    return values
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path
+    cache_dir: Path
+    topic_prefix: str
+    image_partitions: int
+
+    kafka_host: str
+    kafka_port: int
+    kafka_controller_port: int
+    kafka_heap: str
+
+    minio_host: str
+    minio_port: int
+    minio_console_port: int
+    s3_access_key: str
+    s3_secret_key: str
+    bucket_images: str
+    bucket_datasets: str
+    bucket_models: str
+
+    postgres_host: str
+    postgres_port: int
+    postgres_user: str
+    postgres_password: str
+    postgres_db: str
+    database_url_override: str
+
+    ui_secret_key: str
+    start_timeout_s: int
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return _env("WASTEX_KAFKA_BOOTSTRAP", f"{self.kafka_host}:{self.kafka_port}")
+
+    @property
+    def s3_endpoint(self) -> str:
+        """host:port of the S3 API, as the minio client expects it."""
+        return _env("WASTEX_S3_ENDPOINT", f"{self.minio_host}:{self.minio_port}")
+
+    @property
+    def s3_secure(self) -> bool:
+        return _env("WASTEX_S3_SECURE", "false").lower() in {"1", "true", "yes"}
+
+    @property
+    def database_url(self) -> str:
+        if self.database_url_override:
+            return self.database_url_override
+        return (
+            f"postgresql+psycopg2://{self.postgres_user}:{self.postgres_password}"
+            f"@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
+        )
+
+    @property
+    def buckets(self) -> tuple[str, ...]:
+        return (self.bucket_images, self.bucket_datasets, self.bucket_models)
+
+
+def load_settings() -> Settings:
+    """Read the environment now (tests and sub-commands may change it between calls)."""
+    state_dir = Path(_env("WASTEX_HOME", str(PROJECT_ROOT / ".wastex"))).expanduser().resolve()
+    generated = _load_or_create_secrets(state_dir)
+    return Settings(
+        state_dir=state_dir,
+        cache_dir=Path(_env("WASTEX_CACHE_DIR", str(Path.home() / ".cache" / "wastex"))).expanduser(),
+        topic_prefix=_env("WASTEX_TOPIC_PREFIX", "wastex."),
+        image_partitions=_env_int("WASTEX_IMAGE_PARTITIONS", 6),
+        kafka_host=_env("WASTEX_KAFKA_HOST", "127.0.0.1"),
+        kafka_port=_env_int("WASTEX_KAFKA_PORT", 9092),
+        kafka_controller_port=_env_int("WASTEX_KAFKA_CONTROLLER_PORT", 9093),
+        kafka_heap=_env("WASTEX_KAFKA_HEAP", "512m"),
+        minio_host=_env("WASTEX_MINIO_HOST", "127.0.0.1"),
+        minio_port=_env_int("WASTEX_MINIO_PORT", 9000),
+        minio_console_port=_env_int("WASTEX_MINIO_CONSOLE_PORT", 9001),
+        s3_access_key=_env("WASTEX_S3_ACCESS_KEY", generated["S3_ACCESS_KEY"]),
+        s3_secret_key=_env("WASTEX_S3_SECRET_KEY", generated["S3_SECRET_KEY"]),
+        bucket_images=_env("WASTEX_BUCKET_IMAGES", "wastex-images"),
+        bucket_datasets=_env("WASTEX_BUCKET_DATASETS", "wastex-datasets"),
+        bucket_models=_env("WASTEX_BUCKET_MODELS", "wastex-models"),
+        postgres_host=_env("WASTEX_POSTGRES_HOST", "127.0.0.1"),
+        postgres_port=_env_int("WASTEX_POSTGRES_PORT", 55432),
+        postgres_user=_env("WASTEX_POSTGRES_USER", "wastex"),
+        postgres_password=_env("WASTEX_POSTGRES_PASSWORD", generated["POSTGRES_PASSWORD"]),
+        postgres_db=_env("WASTEX_POSTGRES_DB", "wastex"),
+        database_url_override=_env("WASTEX_DATABASE_URL", ""),
+        ui_secret_key=_env("WASTEX_UI_SECRET_KEY", generated["UI_SECRET_KEY"]),
+        start_timeout_s=_env_int("WASTEX_START_TIMEOUT", 120),
+    )
+
+
+@cache
+def settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

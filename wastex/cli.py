@@ -1,0 +1,29 @@
+"""`wastex`: sub-commands are imported only when used, so `wastex infra status` never loads TensorFlow."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# sub-command -> "module:attribute" of a click command owned by the unit that implements it
+COMMANDS: dict[str, str] = {
+    "infra": "infra.cli:infra",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+@click.group(cls=LazyGroup)
+def main() -> None:
+    """WasteX Stream: event-driven waste classification."""
