@@ -56,13 +56,15 @@ def down() -> None:
 @infra.command()
 def status() -> None:
     """Show each service, its address and its health. Exits 1 unless all are healthy."""
-    table = Table("service", "address", "pid", "state")
-    table.add_column("log", overflow="fold")
-    statuses = [service.status() for service in all_services(load_settings())]
+    settings = load_settings()
+    table = Table("service", "address", "pid", "state", "memory (RSS)")
+    statuses = [service.status() for service in all_services(settings)]
     for s in statuses:
         colour = {"healthy": "green", "unhealthy": "yellow", "stopped": "red"}[s.state]
-        table.add_row(s.name, s.address, str(s.pid or "-"), f"[{colour}]{s.state}[/]", str(s.log_file))
+        memory = f"{s.rss_bytes / 2**20:.0f} MiB" if s.pid else "-"
+        table.add_row(s.name, s.address, str(s.pid or "-"), f"[{colour}]{s.state}[/]", memory)
     console.print(table)
+    console.print(f"logs: {settings.state_dir / 'logs'}/<service>.log")
     sys.exit(0 if all(s.healthy for s in statuses) else 1)
 
 
@@ -85,6 +87,16 @@ def reset(yes: bool) -> None:
         else:
             entry.unlink()
     console.print(f"wiped {settings.state_dir} (kept {', '.join(sorted(kept))}/)")
+
+
+@infra.command(name="provision")
+def provision_command() -> None:
+    """Create topics, buckets and the database schema on already running services (e.g. docker compose)."""
+    from infra.provision import provision
+
+    created = provision(load_settings())
+    console.print(f"provisioned: {len(created['topics'])} new topics, {len(created['buckets'])} new buckets, "
+                  "schema at head")
 
 
 @infra.command()

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.services.process import ManagedProcess, port_is_open, tail_of
+from infra.services.process import ManagedProcess, group_rss_bytes, port_is_open, tail_of
 from infra.settings import Settings
 
 
@@ -34,7 +34,7 @@ class ServiceStatus:
     address: str
     pid: int | None
     healthy: bool
-    log_file: Path
+    rss_bytes: int = 0
 
     @property
     def state(self) -> str:
@@ -129,4 +129,6 @@ class Service(ABC):
 
     def status(self) -> ServiceStatus:
         pid = self.process.pid()
-        return ServiceStatus(self.name, self.address, pid, pid is not None and self.is_healthy(), self.log_file)
+        if pid is None:
+            return ServiceStatus(self.name, self.address, None, False)
+        return ServiceStatus(self.name, self.address, pid, self.is_healthy(), group_rss_bytes(pid))

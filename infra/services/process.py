@@ -124,8 +124,9 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
-def _group_alive(pgid: int) -> bool:
-    """True while any live process still belongs to the process group (server children included)."""
+def _group_members(pgid: int) -> list[int]:
+    """Live pids of the process group (a server and the children it forked)."""
+    members = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -134,8 +135,26 @@ def _group_alive(pgid: int) -> bool:
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
         if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+            members.append(int(entry.name))
+    return members
+
+
+def _group_alive(pgid: int) -> bool:
+    return bool(_group_members(pgid))
+
+
+def group_rss_bytes(pgid: int) -> int:
+    """Resident memory of the whole process group (shared pages counted per process)."""
+    total = 0
+    for pid in _group_members(pgid):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
 
 
 def run_logged(command: Sequence[str], log_file: Path, env: Mapping[str, str] | None = None,

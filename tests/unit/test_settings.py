@@ -1,0 +1,53 @@
+"""Settings come from the environment, with generated local secrets instead of hard-coded ones."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from infra.settings import load_settings
+
+
+@pytest.fixture()
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name in ("WASTEX_S3_ACCESS_KEY", "WASTEX_S3_SECRET_KEY", "WASTEX_POSTGRES_PASSWORD", "WASTEX_DATABASE_URL",
+                 "WASTEX_KAFKA_BOOTSTRAP", "WASTEX_KAFKA_PORT", "WASTEX_S3_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "state"
+    monkeypatch.setenv("WASTEX_HOME", str(home))
+    return home
+
+
+def test_secrets_are_generated_once_and_private(clean_env: Path) -> None:
+    first, second = load_settings(), load_settings()
+    assert first.s3_secret_key == second.s3_secret_key
+    assert first.postgres_password == second.postgres_password
+    assert len(first.s3_secret_key) >= 24
+    assert stat.S_IMODE((clean_env / "secrets.env").stat().st_mode) == 0o600
+
+
+def test_each_state_directory_gets_its_own_secrets(clean_env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    first = load_settings()
+    monkeypatch.setenv("WASTEX_HOME", str(tmp_path / "other"))
+    assert load_settings().s3_secret_key != first.s3_secret_key
+
+
+def test_environment_overrides_defaults(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WASTEX_KAFKA_PORT", "19092")
+    monkeypatch.setenv("WASTEX_S3_SECRET_KEY", "from-the-environment")
+    monkeypatch.setenv("WASTEX_POSTGRES_PASSWORD", "pw")
+    s = load_settings()
+    assert s.kafka_bootstrap == "127.0.0.1:19092"
+    assert s.s3_secret_key == "from-the-environment"
+    assert s.database_url == "postgresql+psycopg2://wastex:pw@127.0.0.1:55432/wastex"
+    monkeypatch.setenv("WASTEX_DATABASE_URL", "postgresql+psycopg2://u:p@db.example:5432/x")
+    assert load_settings().database_url == "postgresql+psycopg2://u:p@db.example:5432/x"
+
+
+def test_a_malformed_port_names_the_setting(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WASTEX_MINIO_PORT", "nine-thousand")
+    with pytest.raises(ValueError, match="WASTEX_MINIO_PORT must be an integer"):
+        load_settings()
