@@ -77,6 +77,8 @@ class Settings:
 
     ui_secret_key: str
     start_timeout_s: int
+    max_image_bytes: int
+    max_image_pixels: int
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -134,6 +136,8 @@ def load_settings() -> Settings:
         database_url_override=_env("WASTEX_DATABASE_URL", ""),
         ui_secret_key=_env("WASTEX_UI_SECRET_KEY", generated["UI_SECRET_KEY"]),
         start_timeout_s=_env_int("WASTEX_START_TIMEOUT", 120),
+        max_image_bytes=_env_int("WASTEX_MAX_IMAGE_BYTES", 10 * 2**20),
+        max_image_pixels=_env_int("WASTEX_MAX_IMAGE_PIXELS", 40_000_000),
     )
 
 

@@ -1,0 +1,1 @@
+"""Faust stream apps: scoring (routing and counts), the version builder, projections."""

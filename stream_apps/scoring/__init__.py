@@ -1,0 +1,1 @@
+"""The scoring app: captured images in; classified, out-of-distribution or dead-lettered out."""
