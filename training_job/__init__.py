@@ -1,0 +1,1 @@
+"""Training job: backbones, the training pipeline and evaluation for the waste classifier."""
