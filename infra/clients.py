@@ -21,6 +21,8 @@ def kafka_producer(settings: Settings, **overrides: Any) -> Producer:
         "acks": "all",
         "linger.ms": 5,
         "compression.type": "lz4",
+        # The Java and aiokafka (Faust) default: a key lands on the same partition whoever produces it.
+        "partitioner": "murmur2_random",
         **overrides,
     }
     return Producer(config)

@@ -16,6 +16,10 @@ CLASSES_FILE = "classes.txt"  # one class name per line, in logit order
 THRESHOLDS_FILE = "thresholds.json"  # {"tau_energy": float, "tau_softmax": float}
 METRICS_FILE = "metrics.json"
 
+# The seeds' hard-coded OOD thresholds: only for a model that brings none of its own.
+SEED_TAU_ENERGY = -4.338604
+SEED_TAU_SOFTMAX = 0.70
+
 
 @dataclass(frozen=True)
 class ArtefactInfo:

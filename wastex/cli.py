@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 import click
+
+# TensorFlow's C++ start-up chatter (CUDA probing, CPU features) buries the command's own output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # sub-command -> "module:attribute" of a click command owned by the unit that implements it
 COMMANDS: dict[str, str] = {
     "infra": "infra.cli:infra",
+    "model": "training_job.cli:model",
 }
 
 

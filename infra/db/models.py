@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Index, String, func
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, String, false, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -38,6 +38,11 @@ class ModelVersion(Base):
     tau_energy: Mapped[float] = mapped_column(Float)
     tau_softmax: Mapped[float] = mapped_column(Float)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="candidate")
+    has_serving_export: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    status: Mapped[str] = mapped_column(String(16), default="candidate")  # candidate | production | retired
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    # At most one model serves: the database refuses a second production row.
+    __table_args__ = (Index("uq_model_versions_one_production", status, unique=True,
+                            postgresql_where=status == "production"),)

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp, softmax
 
-SEED_TAU_ENERGY = -4.338604
-SEED_TAU_SOFTMAX = 0.70
+from schemas.model_artefact import SEED_TAU_ENERGY, SEED_TAU_SOFTMAX
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_apps.scoring.ood import SEED_TAU_ENERGY, Thresholds, energy_score, judge
+from schemas.model_artefact import SEED_TAU_ENERGY
+from stream_apps.scoring.ood import Thresholds, energy_score, judge
 
 
 def test_energy_matches_its_definition() -> None:

@@ -1,0 +1,141 @@
+"""The model registry: artefacts in MinIO, one row per version in PostgreSQL, promotions as events."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from infra.clients import db_sessions, minio_client
+from infra.db.models import ModelVersion
+from infra.object_store import upload_folder
+from infra.publisher import EventPublisher
+from infra.settings import Settings
+from schemas.codec import new_event
+from schemas.events import Event, EventType
+from schemas.model_artefact import (
+    KERAS_FILE,
+    SEED_TAU_ENERGY,
+    SEED_TAU_SOFTMAX,
+    SERVING_FILE,
+    ArtefactInfo,
+    write_artefact_info,
+)
+from training_job.serving_export import ExportReport, export_litert
+
+log = logging.getLogger(__name__)
+SOURCE = "training_job"
+
+
+class RegistryError(ValueError):
+    """A registry request that cannot be carried out (unknown version, class count mismatch, ...)."""
+
+
+@dataclass(frozen=True)
+class ImportedModel:
+    version: str
+    artefact_uri: str
+    export: ExportReport
+    already_registered: bool
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_class_file(path: Path) -> list[str]:
+    classes = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if len(set(map(str.casefold, classes))) != len(classes):
+        raise RegistryError(f"{path}: class names repeat (compared without case)")
+    return classes
+
+
+def import_model(settings: Settings, keras_file: Path, classes: list[str], *, version: str | None = None,
+                 tau_energy: float | None = None, tau_softmax: float | None = None) -> ImportedModel:
+    """Register a user's `.keras` model: LiteRT export checked against Keras, artefacts to MinIO, a row.
+
+    Importing the same file again is a no-op (the default version name is derived from its content).
+    """
+    import keras
+
+    version = version or f"imported-{_file_digest(keras_file)[:12]}"
+    Session = db_sessions(settings)
+    with Session() as session:
+        existing = session.scalars(select(ModelVersion).where(ModelVersion.version == version)).one_or_none()
+        if existing is not None:
+            return ImportedModel(version, existing.artefact_uri, ExportReport(True, 0.0, True, "already registered"),
+                                 already_registered=True)
+
+    outputs = int(keras.models.load_model(keras_file, compile=False).output_shape[-1])
+    if outputs != len(classes):
+        raise RegistryError(f"the model has {outputs} outputs but {len(classes)} classes were given")
+    if tau_energy is None or tau_softmax is None:
+        log.warning("no OOD thresholds given for %s: using the seeds' fallback (%s, %s)", version,
+                    SEED_TAU_ENERGY, SEED_TAU_SOFTMAX)
+    info = ArtefactInfo(classes, SEED_TAU_ENERGY if tau_energy is None else tau_energy,
+                        SEED_TAU_SOFTMAX if tau_softmax is None else tau_softmax)
+
+    with tempfile.TemporaryDirectory(prefix="wastex-model-") as staging:
+        folder = Path(staging)
+        shutil.copy2(keras_file, folder / KERAS_FILE)
+        write_artefact_info(folder, info)
+        report = export_litert(folder)
+        upload_folder(minio_client(settings), settings.bucket_models, version, folder)
+
+    artefact_uri = f"s3://{settings.bucket_models}/{version}"
+    with Session.begin() as session:
+        session.add(ModelVersion(version=version, artefact_uri=artefact_uri, classes=classes,
+                                 tau_energy=info.tau_energy, tau_softmax=info.tau_softmax,
+                                 metrics={}, status="candidate", has_serving_export=report.exported))
+    return ImportedModel(version, artefact_uri, report, already_registered=False)
+
+
+def production_model(settings: Settings) -> ModelVersion | None:
+    with db_sessions(settings)() as session:
+        return session.scalars(select(ModelVersion).where(ModelVersion.status == "production")).one_or_none()
+
+
+def list_models(settings: Settings) -> list[ModelVersion]:
+    with db_sessions(settings)() as session:
+        return list(session.scalars(select(ModelVersion).order_by(ModelVersion.created_at)))
+
+
+def promote(settings: Settings, version: str, promoted_by: str, action: str = "promote") -> Event:
+    """Make `version` the production model and announce it on models.promoted."""
+    Session = db_sessions(settings)
+    with Session.begin() as session:
+        target = session.scalars(select(ModelVersion).where(ModelVersion.version == version)).one_or_none()
+        if target is None:
+            raise RegistryError(f"no model version {version!r} in the registry")
+        previous = session.scalars(select(ModelVersion).where(ModelVersion.status == "production")
+                                   .with_for_update()).one_or_none()
+        if previous is not None and previous.version != version:
+            previous.status = "retired"
+        target.status = "production"
+        target.promoted_at = datetime.now(UTC)
+        event = new_event(EventType.MODEL_PROMOTED, {
+            "model_version": target.version,
+            "artefact_uri": f"{target.artefact_uri}/{KERAS_FILE}",
+            "serving_uri": f"{target.artefact_uri}/{SERVING_FILE}" if target.has_serving_export else None,
+            "classes": list(target.classes),
+            "thresholds": {"tau_energy": target.tau_energy, "tau_softmax": target.tau_softmax},
+            "metrics": {k: float(v) for k, v in target.metrics.items() if isinstance(v, int | float)},
+            "promoted_by": promoted_by,
+            "previous_model_version": previous.version if previous is not None else None,
+            "action": action,
+        }, SOURCE)
+        # Announce before the transaction commits: if the broker is down, the promotion is not recorded.
+        publisher = EventPublisher(settings)
+        publisher.publish(event)
+        publisher.flush()
+    return event
