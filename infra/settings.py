@@ -79,6 +79,11 @@ class Settings:
     start_timeout_s: int
     max_image_bytes: int
     max_image_pixels: int
+    scoring_batch_size: int
+    scoring_batch_wait_ms: int
+    scoring_web_port: int
+    keep_sample_rate: float
+    delete_delay_s: float
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -138,6 +143,11 @@ def load_settings() -> Settings:
         start_timeout_s=_env_int("WASTEX_START_TIMEOUT", 120),
         max_image_bytes=_env_int("WASTEX_MAX_IMAGE_BYTES", 10 * 2**20),
         max_image_pixels=_env_int("WASTEX_MAX_IMAGE_PIXELS", 40_000_000),
+        scoring_batch_size=_env_int("WASTEX_SCORING_BATCH_SIZE", 32),
+        scoring_batch_wait_ms=_env_int("WASTEX_SCORING_BATCH_WAIT_MS", 100),
+        scoring_web_port=_env_int("WASTEX_SCORING_WEB_PORT", 6066),
+        keep_sample_rate=float(_env("WASTEX_KEEP_SAMPLE_RATE", "0")),
+        delete_delay_s=float(_env("WASTEX_DELETE_DELAY_S", "120")),
     )
 
 

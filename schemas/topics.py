@@ -41,6 +41,9 @@ COUNTS_TOTALS = TopicSpec("counts.totals", key="scope:name (class:glass, camera:
 COUNTS_WINDOWS = TopicSpec("counts.windows", key="scope:name@window start", partitions=3,
                            config={**_COMPACTED, "cleanup.policy": "compact,delete",
                                    "retention.ms": str(7 * DAY_MS)})
+# Internal to scoring: the latest count state of each classified partition, summed into counts.*.
+COUNTS_SNAPSHOTS = TopicSpec("counts.partition-snapshots", key="classified partition", partitions=1,
+                             config=_COMPACTED)
 LABELS = TopicSpec("labels", key="image sha256", partitions=3,
                    config={"cleanup.policy": "delete", "retention.ms": FOREVER})
 VERSION_REQUESTS = TopicSpec("dataset.version-requests", key="request id", partitions=1,
@@ -58,6 +61,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     DEAD_LETTERS,
     COUNTS_TOTALS,
     COUNTS_WINDOWS,
+    COUNTS_SNAPSHOTS,
     LABELS,
     VERSION_REQUESTS,
     DATASET_VERSIONS,

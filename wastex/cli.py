@@ -13,7 +13,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # sub-command -> "module:attribute" of a click command owned by the unit that implements it
 COMMANDS: dict[str, str] = {
     "infra": "infra.cli:infra",
+    "produce": "producers.cli:produce",
+    "watch": "producers.watch_folder:watch",
+    "ingest": "producers.http_ingest:ingest",
     "model": "training_job.cli:model",
+    "worker": "stream_apps.cli:worker",
+    "counts": "stream_apps.cli:counts",
 }
 
 

@@ -25,6 +25,11 @@ class BadImage(ValueError):
         self.detail = detail
 
 
+def _read_failure(error: OSError) -> BadImage:
+    reason = "truncated_image" if "truncated" in str(error).lower() else "decode_error"
+    return BadImage(reason, str(error))
+
+
 def decode_image(data: bytes, size: int, limits: ImageLimits) -> np.ndarray:
     """Decode to a (size, size, 3) uint8 array: the full frame, resized bilinearly, no crop."""
     if len(data) > limits.max_bytes:
@@ -37,17 +42,18 @@ def decode_image(data: bytes, size: int, limits: ImageLimits) -> np.ndarray:
         raise BadImage("too_many_pixels", str(error)) from None
     except UnidentifiedImageError:
         raise BadImage("not_an_image", f"{len(data)} bytes that no image decoder recognises") from None
+    except OSError as error:  # the header itself is cut off
+        raise _read_failure(error) from None
     width, height = image.size
     if width * height > limits.max_pixels:
         raise BadImage("too_many_pixels", f"{width}x{height} = {width * height} pixels, the limit is "
                                           f"{limits.max_pixels}")
-    # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: far less work for camera-sized frames.
-    image.draft("RGB", (size, size))
     try:
+        # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: far less work for camera-sized frames.
+        image.draft("RGB", (size, size))
         image.load()
     except OSError as error:
-        reason = "truncated_image" if "truncated" in str(error) else "decode_error"
-        raise BadImage(reason, str(error)) from None
+        raise _read_failure(error) from None
     except Exception as error:
         raise BadImage("decode_error", f"{type(error).__name__}: {error}") from None
     rgb = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)

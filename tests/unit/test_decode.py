@@ -47,11 +47,12 @@ def test_greyscale_and_alpha_images_become_rgb() -> None:
     [
         (b"this is a text file, not a photo", "not_an_image"),
         (_jpeg()[:2000], "truncated_image"),
+        (_jpeg(64, 48)[:400], "truncated_image"),
         (_png_header_only(5000, 5000), "too_many_pixels"),
         (_png_header_only(100_000, 100_000), "too_many_pixels"),
         (b"\xff\xd8" + b"\0" * 2_000_001, "too_many_bytes"),
     ],
-    ids=["text", "truncated", "pixels-over-limit", "pixels-over-pil-bomb-limit", "bytes"],
+    ids=["text", "truncated", "truncated-in-header", "pixels-over-limit", "pixels-over-pil-bomb-limit", "bytes"],
 )
 def test_bad_input_is_refused_with_its_reason(data: bytes, reason: str) -> None:
     with pytest.raises(BadImage) as refusal:

@@ -1,0 +1,71 @@
+"""Publishing one captured image: bytes to MinIO under their sha256, then ImageCaptured to Kafka."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from minio import Minio
+
+from infra.publisher import EventPublisher
+from schemas.codec import new_event
+from schemas.events import Event, EventType, format_timestamp
+
+SOURCE = "producers"
+CONTENT_TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "webp": "image/webp",
+                 "bmp": "image/bmp", "gif": "image/gif", "tiff": "image/tiff", "tif": "image/tiff"}
+
+
+@dataclass(frozen=True)
+class CapturedImage:
+    data: bytes
+    content_type: str
+    camera_id: str
+    site_id: str
+    captured_at: datetime | None = None
+
+
+def object_key(sha256: str, content_type: str) -> str:
+    extension = content_type.split("/")[1].replace("jpeg", "jpg")
+    return f"images/{sha256}.{extension}"
+
+
+class CaptureSink:
+    """Stores the bytes first, so an event never points at an object that does not exist yet."""
+
+    def __init__(self, storage: Minio, bucket: str, publisher: EventPublisher) -> None:
+        self._storage = storage
+        self._bucket = bucket
+        self._publisher = publisher
+
+    def store(self, image: CapturedImage) -> Event:
+        """Upload the bytes and build the (validated) event; safe to call from several threads."""
+        sha256 = hashlib.sha256(image.data).hexdigest()
+        key = object_key(sha256, image.content_type)
+        self._storage.put_object(self._bucket, key, io.BytesIO(image.data), len(image.data),
+                                 content_type=image.content_type)
+        return new_event(EventType.IMAGE_CAPTURED, {
+            "bucket": self._bucket,
+            "object_key": key,
+            "sha256": sha256,
+            "size_bytes": len(image.data),
+            "content_type": image.content_type,
+            "camera_id": image.camera_id,
+            "site_id": image.site_id,
+            "captured_at": format_timestamp(image.captured_at or datetime.now(UTC)),
+        }, SOURCE)
+
+    def publish(self, event: Event) -> None:
+        self._publisher.publish(event)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        self._publisher.flush(timeout_s)
+
+    def capture(self, image: CapturedImage) -> Event:
+        """Store, publish and wait for the broker's acknowledgement."""
+        event = self.store(image)
+        self.publish(event)
+        self.flush()
+        return event

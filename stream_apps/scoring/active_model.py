@@ -1,0 +1,55 @@
+"""The model a worker serves: the registry's production row, its artefact downloaded and loaded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from infra.clients import db_sessions, minio_client
+from infra.db.models import ModelVersion
+from infra.object_store import download_prefix, parse_s3_uri
+from infra.settings import Settings
+from schemas.model_artefact import KERAS_FILE, read_artefact_info
+from stream_apps.scoring.ood import Thresholds
+from stream_apps.scoring.runtime import KerasModel, LiteRTModel, load_serving_model
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    version: str
+    classes: list[str]
+    thresholds: Thresholds
+    runtime: LiteRTModel | KerasModel
+
+    @property
+    def input_size(self) -> int:
+        return self.runtime.input_size
+
+
+def load_model_folder(version: str, folder: Path, threads: int | None = None) -> ActiveModel:
+    info = read_artefact_info(folder)
+    return ActiveModel(version, info.classes, Thresholds(info.tau_energy, info.tau_softmax),
+                       load_serving_model(folder, threads))
+
+
+def fetch_artefact(settings: Settings, version: str, artefact_uri: str) -> Path:
+    """Download an artefact once into the state directory; artefacts never change after upload."""
+    folder = settings.state_dir / "models" / version
+    if not (folder / KERAS_FILE).exists():
+        bucket, prefix = parse_s3_uri(artefact_uri)
+        download_prefix(minio_client(settings), bucket, prefix, folder)
+    return folder
+
+
+def production_version(settings: Settings) -> ModelVersion | None:
+    with db_sessions(settings)() as session:
+        return session.scalars(select(ModelVersion).where(ModelVersion.status == "production")).one_or_none()
+
+
+def load_production_model(settings: Settings, threads: int | None = None) -> ActiveModel | None:
+    row = production_version(settings)
+    if row is None:
+        return None
+    return load_model_folder(row.version, fetch_artefact(settings, row.version, row.artefact_uri), threads)

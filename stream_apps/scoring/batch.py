@@ -1,0 +1,154 @@
+"""One micro-batch of captured records -> exactly one outcome each: classified, OOD or dead letter.
+
+The three steps run where they belong: `prepare` (validate, fetch, decode) in the I/O pool, `infer` in
+the model's own thread, `route` anywhere. Outcome ids derive from the captured record, so a record scored
+again after a redelivery produces the same ids and consumers drop the repeat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+from schemas.codec import InvalidEvent, dead_letter_event, decode_event, new_event
+from schemas.events import DeadLetterReason, Event, EventType
+from stream_apps.scoring.active_model import ActiveModel
+from stream_apps.scoring.decode import BadImage, ImageLimits, decode_image
+from stream_apps.scoring.image_store import ImageStore
+from stream_apps.scoring.ood import judge
+
+SOURCE = "stream_apps.scoring"
+_OUTCOME_IDS = uuid.UUID("5f0c1f1e-2b7a-4c55-9a43-3f1f1b0f6d21")
+
+
+class Kind(StrEnum):
+    CLASSIFIED = "classified"
+    OOD = "ood"
+    DEAD_LETTER = "dead_letter"
+
+
+@dataclass(frozen=True)
+class CapturedRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: Kind
+    event: Event
+    record: CapturedRecord
+    delete_after: tuple[str, str] | None = None  # (bucket, key) of an image no longer needed
+
+
+@dataclass
+class PreparedBatch:
+    records: list[CapturedRecord] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    pixels: list[np.ndarray] = field(default_factory=list)
+    dead_letters: list[Outcome] = field(default_factory=list)
+
+    def stacked(self) -> np.ndarray:
+        return np.stack(self.pixels).astype(np.float32)
+
+
+def outcome_id(record: CapturedRecord) -> str:
+    return str(uuid.uuid5(_OUTCOME_IDS, f"{record.topic}/{record.partition}/{record.offset}"))
+
+
+def dead_letter(record: CapturedRecord, reason: DeadLetterReason | None, error: BaseException | str) -> Outcome:
+    event = dead_letter_event(record.value, error, topic=record.topic, partition=record.partition,
+                              offset=record.offset, key=record.key, service=SOURCE, reason=reason,
+                              event_id=outcome_id(record))
+    return Outcome(Kind.DEAD_LETTER, event, record)
+
+
+def keeps_sample(sha256: str, keep_rate: float) -> bool:
+    """A fixed fraction of images, chosen by content, stays in MinIO after classification."""
+    return int(sha256[:8], 16) / 0x1_0000_0000 < keep_rate
+
+
+class BatchScorer:
+    def __init__(self, store: ImageStore, limits: ImageLimits, keep_rate: float = 0.0) -> None:
+        self.store = store
+        self._limits = limits
+        self._keep_rate = keep_rate
+
+    def _prepare_one(self, record: CapturedRecord, size: int) -> tuple[Event, np.ndarray] | Outcome:
+        try:
+            event = decode_event(record.value)
+            if event.event_type is not EventType.IMAGE_CAPTURED:
+                raise InvalidEvent(f"{event.event_type} does not belong on the captured topic", path="event_type")
+            payload = event.payload
+            data = self.store.fetch(payload["bucket"], payload["object_key"])
+            if hashlib.sha256(data).hexdigest() != payload["sha256"]:
+                raise BadImage("decode_error", "the object's sha256 differs from the event's")
+            return event, decode_image(data, size, self._limits)
+        except InvalidEvent as error:
+            return dead_letter(record, error.reason, error)
+        except BadImage as error:
+            return dead_letter(record, DeadLetterReason(error.reason), error.detail)
+        except Exception as error:  # an unexpected failure must not stop the worker or lose the record
+            return dead_letter(record, DeadLetterReason.PROCESSING_ERROR, error)
+
+    def prepare(self, records: list[CapturedRecord], size: int, pool: Executor | None = None) -> PreparedBatch:
+        """Validate, fetch and decode every record (in parallel on `pool` when given)."""
+        results = (pool.map(lambda r: self._prepare_one(r, size), records) if pool is not None
+                   else (self._prepare_one(r, size) for r in records))
+        batch = PreparedBatch()
+        for record, result in zip(records, results, strict=True):
+            if isinstance(result, Outcome):
+                batch.dead_letters.append(result)
+            else:
+                batch.records.append(record)
+                batch.events.append(result[0])
+                batch.pixels.append(result[1])
+        return batch
+
+    def route(self, batch: PreparedBatch, logits: np.ndarray, model: ActiveModel) -> list[Outcome]:
+        """Outcomes in captured-offset order (counting relies on that order per partition)."""
+        outcomes = list(batch.dead_letters)
+        for record, captured, row_logits, verdict in zip(batch.records, batch.events, logits,
+                                                         judge(logits, model.thresholds), strict=True):
+            outcomes.append(self._outcome(record, captured, row_logits, verdict, model))
+        return sorted(outcomes, key=lambda o: (o.record.partition, o.record.offset))
+
+    def _outcome(self, record, captured, row_logits, verdict, model: ActiveModel) -> Outcome:
+        p = captured.payload
+        common = {
+            "image": {"bucket": p["bucket"], "object_key": p["object_key"], "sha256": p["sha256"]},
+            "camera_id": p["camera_id"],
+            "site_id": p["site_id"],
+            "captured_at": p["captured_at"],
+            "predicted_class": model.classes[verdict.predicted_index],
+            "confidence": min(1.0, verdict.confidence),
+            "energy": verdict.energy,
+            "model_version": model.version,
+            "captured_event_id": captured.event_id,
+        }
+        if verdict.is_ood:
+            payload = {**common, "logits": [float(v) for v in row_logits],
+                       "probabilities": [float(v) for v in verdict.probabilities], "classes": model.classes,
+                       "thresholds": {"tau_energy": model.thresholds.tau_energy,
+                                      "tau_softmax": model.thresholds.tau_softmax},
+                       "reason": verdict.ood_reason}
+            event = new_event(EventType.IMAGE_FLAGGED_OOD, payload, SOURCE, event_id=outcome_id(record))
+            return Outcome(Kind.OOD, event, record)
+        payload = {**common, "captured_position": {"partition": record.partition, "offset": record.offset}}
+        event = new_event(EventType.IMAGE_CLASSIFIED, payload, SOURCE, event_id=outcome_id(record))
+        keep = keeps_sample(p["sha256"], self._keep_rate)
+        return Outcome(Kind.CLASSIFIED, event, record, None if keep else (p["bucket"], p["object_key"]))
+
+
+def infer(model: ActiveModel, batch: PreparedBatch) -> np.ndarray:
+    if not batch.records:
+        return np.zeros((0, len(model.classes)), dtype=np.float32)
+    return model.runtime.logits(batch.stacked())

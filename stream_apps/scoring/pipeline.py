@@ -1,0 +1,47 @@
+"""Scoring one micro-batch with decode and inference overlapped, off the event loop.
+
+The batch is cut into chunks: while the model thread runs chunk i, the I/O pool fetches and decodes
+chunk i+1. The model is only ever touched from its own single thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from stream_apps.scoring.active_model import ActiveModel
+from stream_apps.scoring.batch import BatchScorer, CapturedRecord, Outcome, infer
+
+
+class ScoringPipeline:
+    def __init__(self, scorer: BatchScorer, decode_threads: int = 2, chunk_size: int = 8) -> None:
+        self.scorer = scorer
+        self.chunk_size = chunk_size
+        self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
+        self._io = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
+
+    async def score(self, records: list[CapturedRecord], model: ActiveModel) -> list[Outcome]:
+        loop = asyncio.get_running_loop()
+        chunks = [records[i:i + self.chunk_size] for i in range(0, len(records), self.chunk_size)]
+
+        def prepare(chunk: list[CapturedRecord]):
+            return self.scorer.prepare(chunk, model.input_size, self._io)
+
+        outcomes: list[Outcome] = []
+        upcoming = loop.run_in_executor(None, prepare, chunks[0]) if chunks else None
+        for index in range(len(chunks)):
+            prepared = await upcoming
+            if index + 1 < len(chunks):
+                upcoming = loop.run_in_executor(None, prepare, chunks[index + 1])
+            logits = await loop.run_in_executor(self.model_thread, infer, model, prepared)
+            outcomes += self.scorer.route(prepared, logits, model)
+        return sorted(outcomes, key=lambda o: (o.record.partition, o.record.offset))
+
+    async def delete_images(self, targets: list[tuple[str, str]]) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._io, self.scorer.store.delete, bucket, key)
+                               for bucket, key in targets))
+
+    def close(self) -> None:
+        self.model_thread.shutdown(wait=True)
+        self._io.shutdown(wait=True)

@@ -1,0 +1,215 @@
+"""The scoring worker on the real services: every captured image ends in exactly one outcome, counts exact."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import requests
+from minio.error import S3Error
+from PIL import Image
+
+from infra.clients import kafka_producer, minio_client
+from infra.publisher import EventPublisher
+from infra.settings import Settings
+from producers.capture import CapturedImage, CaptureSink
+from schemas.codec import new_event
+from schemas.events import Event, EventType
+from schemas.topics import IMAGES_CAPTURED
+from tests.integration.deployment import TopicReader, WorkerProcess, create_deployment, drop_deployment
+from training_job.model_registry import import_model, promote
+
+CLASSES = ["metal", "glass"]
+RED, GREEN, GREY = (220, 20, 20), (20, 220, 20), (128, 128, 128)
+OUTPUT_TOPICS = ("images.classified", "images.ood", "dead-letters")
+MAX_BYTES = 150_000
+
+
+def _controlled_model(path: Path) -> Path:
+    """Logits the test controls: +-0.3 * (mean red - mean green). Red -> metal, green -> glass, grey -> flat."""
+    inputs = keras.Input((32, 32, 3))
+    means = keras.layers.GlobalAveragePooling2D()(inputs)
+    dense = keras.layers.Dense(2, use_bias=False)
+    outputs = dense(means)
+    dense.set_weights([np.array([[0.3, -0.3], [-0.3, 0.3], [0.0, 0.0]], dtype=np.float32)])
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+def _photo(colour: tuple[int, int, int], seed: int, fmt: str = "JPEG") -> bytes:
+    """A distinct image of one dominant colour (distinct bytes: images are content-addressed)."""
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(colour) + rng.integers(-8, 9, size=(48, 64, 3)), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _header_bomb() -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    header = struct.pack(">IIBBBBB", 60_000, 60_000, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def deployment(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    isolated = create_deployment(settings)
+    model_file = _controlled_model(tmp_path_factory.mktemp("model") / "controlled.keras")
+    imported = import_model(isolated, model_file, CLASSES, tau_energy=-5.0, tau_softmax=0.7)
+    assert imported.export.exported, imported.export.detail
+    promote(isolated, imported.version, promoted_by="test")
+    yield isolated
+    drop_deployment(isolated)
+
+
+def _sink(isolated: Settings) -> CaptureSink:
+    return CaptureSink(minio_client(isolated), isolated.bucket_images, EventPublisher(isolated))
+
+
+def _wait_for_outcomes(reader: TopicReader, captured_ids: set[str], timeout_s: float = 180) -> dict[str, set[str]]:
+    """Captured event id -> the output topics it reached, once every captured id reached one."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        reader.poll(1.0)
+        if captured_ids <= set(_outcomes(reader)):
+            break
+    return _outcomes(reader)
+
+
+def _captured_id(topic: str, event: Event) -> str:
+    if topic == "dead-letters":
+        return event.payload["original_event_id"] or event.payload["original"]["offset"]
+    return event.payload["captured_event_id"]
+
+
+def _outcomes(reader: TopicReader) -> dict[str, set[str]]:
+    reached: dict[str, set[str]] = {}
+    for topic in OUTPUT_TOPICS:
+        for event in reader.events[topic]:
+            reached.setdefault(_captured_id(topic, event), set()).add(topic)
+    return reached
+
+
+def _latest_counts(reader: TopicReader) -> dict[tuple[str, str], int]:
+    latest = {}
+    for event in reader.events["counts.totals"]:
+        latest[(event.payload["scope"], event.payload["key"])] = event.payload["count"]
+    return latest
+
+
+def test_every_image_is_classified_flagged_or_dead_lettered_once(deployment: Settings, tmp_path: Path) -> None:
+    worker = WorkerProcess(deployment, "single", 6081, tmp_path, WASTEX_MAX_IMAGE_BYTES=str(MAX_BYTES),
+                           WASTEX_DELETE_DELAY_S="0").start()
+    reader = TopicReader(deployment, *OUTPUT_TOPICS, "counts.totals")
+    try:
+        worker.wait_serving()
+        sink = _sink(deployment)
+        good = [(RED, i) for i in range(6)] + [(GREEN, i) for i in range(6, 10)] + [(GREY, i) for i in range(10, 13)]
+        events = {colour_seed: sink.store(CapturedImage(_photo(*colour_seed), "image/jpeg", "cam-a", "site-t"))
+                  for colour_seed in good}
+        bad = {
+            "not_an_image": sink.store(CapturedImage(b"plain text, not pixels", "image/jpeg", "cam-b", "site-t")),
+            "truncated_image": sink.store(CapturedImage(_photo(RED, 99)[:400], "image/jpeg", "cam-b", "site-t")),
+            "too_many_pixels": sink.store(CapturedImage(_header_bomb(), "image/png", "cam-b", "site-t")),
+            "too_many_bytes": sink.store(CapturedImage(
+                np.random.default_rng(1).integers(0, 255, 300_000, dtype=np.uint8).tobytes(), "image/png",
+                "cam-b", "site-t")),
+            "missing_object": sink.store(CapturedImage(_photo(GREEN, 98), "image/jpeg", "cam-b", "site-t")),
+        }
+        minio_client(deployment).remove_object(deployment.bucket_images, bad["missing_object"].payload["object_key"])
+        for event in [*events.values(), *bad.values()]:
+            sink.publish(event)
+        sink.flush()
+        raw = kafka_producer(deployment)
+        topic = IMAGES_CAPTURED.full_name(deployment.topic_prefix)
+        invalid = new_event(EventType.IMAGE_CAPTURED, events[(RED, 0)].payload, "test").to_document()
+        del invalid["payload"]["sha256"]
+        raw.produce(topic, key=b"cam-c", value=json.dumps(invalid).encode())
+        raw.produce(topic, key=b"cam-c", value=b"\x00\x01 not json")
+        assert raw.flush(15) == 0
+
+        expected_ids = {e.event_id for e in [*events.values(), *bad.values()]} | {invalid["event_id"]}
+        reached = _wait_for_outcomes(reader, expected_ids)
+        reader.poll(3.0)  # counts are published after the outcomes
+    finally:
+        reader.close()
+        alive = worker.process.poll() is None
+        worker.stop()
+
+    assert alive, "the worker must keep running through bad input"
+    assert all(len(topics) == 1 for topics in reached.values()), reached
+    assert len(reached) == len(expected_ids) + 1  # + the non-JSON record, known only by its offset
+    classified = Counter(e.payload["predicted_class"] for e in reader.events["images.classified"])
+    assert classified == {"metal": 6, "glass": 4}
+    ood = reader.events["images.ood"]
+    assert {e.payload["captured_event_id"] for e in ood} == {events[(GREY, i)].event_id for i in range(10, 13)}
+    assert all(e.payload["reason"] == "both" and len(e.payload["probabilities"]) == 2 for e in ood)
+    reasons = {e.payload["reason"]: e for e in reader.events["dead-letters"]}
+    assert set(reasons) == {*bad, "schema_invalid", "malformed_event"}
+    for reason, event in bad.items():
+        assert reasons[reason].payload["original_event_id"] == event.event_id
+    assert "sha256" in reasons["schema_invalid"].payload["detail"]
+
+    counts = _latest_counts(reader)
+    assert (counts[("class", "metal")], counts[("class", "glass")], counts[("camera", "cam-a")]) == (6, 4, 10)
+    storage = minio_client(deployment)
+    with pytest.raises(S3Error):  # classified images are deleted ...
+        storage.stat_object(deployment.bucket_images, events[(RED, 0)].payload["object_key"])
+    # ... out-of-distribution ones stay for review
+    storage.stat_object(deployment.bucket_images, events[(GREY, 10)].payload["object_key"])
+
+
+def test_two_workers_one_restarted_mid_stream_keep_counts_exact(deployment: Settings, tmp_path: Path) -> None:
+    first = WorkerProcess(deployment, "pair-1", 6082, tmp_path).start()
+    second = WorkerProcess(deployment, "pair-2", 6083, tmp_path).start()
+    reader = TopicReader(deployment, *OUTPUT_TOPICS, "counts.totals")
+    reader.poll(2.0)
+    baseline_counts = _latest_counts(reader)
+    sink = _sink(deployment)
+    colours = [RED, GREEN, GREY]
+    sent: list[Event] = []
+    try:
+        first.wait_serving()
+        second.wait_serving()
+        for index in range(150):
+            colour = colours[index % 3]
+            event = sink.store(CapturedImage(_photo(colour, 1000 + index), "image/jpeg", f"cam-{index % 5}",
+                                             "site-t"))
+            sink.publish(event)
+            sent.append(event)
+            if index == 50:
+                sink.flush()
+                first.stop()  # a restart while images keep arriving
+                first.start()
+            time.sleep(0.03)
+        sink.flush()
+        reached = _wait_for_outcomes(reader, {e.event_id for e in sent}, timeout_s=240)
+        first.wait_serving()
+        reader.poll(5.0)
+        page = requests.get("http://127.0.0.1:6083/counts/", timeout=10)
+    finally:
+        reader.close()
+        first.stop()
+        second.stop()
+
+    ids = {e.event_id for e in sent}
+    assert ids <= set(reached), f"lost: {len(ids - set(reached))}\n{first.log_tail()}"
+    assert all(len(reached[i]) == 1 for i in ids)
+    classified = {e.payload["captured_event_id"]: e.payload["predicted_class"]
+                  for e in reader.events["images.classified"]}
+    expected = Counter(classified[e.event_id] for e in sent if e.event_id in classified)
+    assert expected == {"metal": 50, "glass": 50}
+    counts = _latest_counts(reader)
+    for name in CLASSES:
+        assert counts[("class", name)] - baseline_counts.get(("class", name), 0) == expected[name]
+    assert page.json()["totals"]["class"] == {name: counts[("class", name)] for name in CLASSES}

@@ -1,0 +1,1 @@
+"""Image backbones selectable by name; EfficientNet-Lite0 carries ImageNet weights ported offline."""
