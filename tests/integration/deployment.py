@@ -26,15 +26,20 @@ from schemas.events import Event
 WASTEX = str(Path(sys.executable).with_name("wastex"))
 
 
-def create_deployment(settings: Settings) -> Settings:
-    name = f"t{uuid.uuid4().hex[:10]}"
-    isolated = dataclasses.replace(settings, topic_prefix=f"{name}.", postgres_db=name)
+def _run_outside_transaction(settings: Settings, statement: str) -> None:
+    """CREATE and DROP DATABASE refuse to run inside a transaction."""
     with closing(psycopg2.connect(host=settings.postgres_host, port=settings.postgres_port,
                                   user=settings.postgres_user, password=settings.postgres_password,
                                   dbname="postgres")) as connection:
         connection.autocommit = True
         with connection.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
+            cursor.execute(statement)
+
+
+def create_deployment(settings: Settings) -> Settings:
+    name = f"t{uuid.uuid4().hex[:10]}"
+    isolated = dataclasses.replace(settings, topic_prefix=f"{name}.", postgres_db=name)
+    _run_outside_transaction(settings, f'CREATE DATABASE "{name}"')
     upgrade_to_head(isolated)
     ensure_topics(isolated)
     return isolated
@@ -46,12 +51,7 @@ def drop_deployment(isolated: Settings) -> None:
     if names:
         for future in admin.delete_topics(names).values():
             future.result()
-    with closing(psycopg2.connect(host=isolated.postgres_host, port=isolated.postgres_port,
-                                  user=isolated.postgres_user, password=isolated.postgres_password,
-                                  dbname="postgres")) as connection:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{isolated.postgres_db}" WITH (FORCE)')
+    _run_outside_transaction(isolated, f'DROP DATABASE IF EXISTS "{isolated.postgres_db}" WITH (FORCE)')
 
 
 def environment(isolated: Settings, **extra: str) -> dict[str, str]:

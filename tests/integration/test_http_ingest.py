@@ -6,66 +6,27 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import struct
-import time
 import uuid
-import zlib
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import urllib3
-from confluent_kafka import TopicPartition
 from flask.testing import FlaskClient
 from minio import Minio
 from PIL import Image
 
-from infra.clients import kafka_consumer, minio_client
+from infra.clients import minio_client
 from infra.publisher import EventPublisher
 from infra.settings import Settings
 from producers.capture import CaptureSink, object_key
 from producers.http_ingest import create_ingest_app
 from producers.upload_checks import open_sink
-from schemas.codec import decode_event
-from schemas.events import Event
-from schemas.topics import IMAGES_CAPTURED
+from tests.images import png_header_only
+from tests.integration.captured_tail import CapturedTail
 
 MAX_BYTES = 300_000
 MAX_PIXELS = 2_000_000
-
-
-class CapturedTail:
-    """Reads the shared captured topic from where it ended when opened, with a consumer group of its own."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._topic = IMAGES_CAPTURED.full_name(settings.topic_prefix)
-        self._consumer = kafka_consumer(settings, group_id=f"test-ingest-{uuid.uuid4().hex}")
-        # Offset queries queue behind the reader's fetch long-poll (0.5 s each): a second client asks them.
-        self._probe = kafka_consumer(settings, group_id=f"test-ingest-{uuid.uuid4().hex}")
-        partitions = self._consumer.list_topics(self._topic, timeout=10).topics[self._topic].partitions
-        self._positions = {p: self._end(p) for p in partitions}
-        self._consumer.assign([TopicPartition(self._topic, p, offset) for p, offset in self._positions.items()])
-
-    def _end(self, partition: int) -> int:
-        return self._probe.get_watermark_offsets(TopicPartition(self._topic, partition), timeout=10)[1]
-
-    def events(self, camera_id: str, timeout_s: float = 30.0) -> list[Event]:
-        """Every event of camera_id produced since opening, up to now (the current end of each partition)."""
-        targets = {p: self._end(p) for p in self._positions}
-        found: list[Event] = []
-        deadline = time.monotonic() + timeout_s
-        while any(self._positions[p] < end for p, end in targets.items()) and time.monotonic() < deadline:
-            for message in self._consumer.consume(500, 0.5):
-                if message.error():
-                    continue
-                self._positions[message.partition()] = message.offset() + 1
-                if message.key() == camera_id.encode():
-                    found.append(decode_event(message.value()))
-        return found
-
-    def close(self) -> None:
-        self._consumer.close()
-        self._probe.close()
 
 
 def _jpeg(width: int = 320, height: int = 240) -> bytes:
@@ -74,13 +35,6 @@ def _jpeg(width: int = 320, height: int = 240) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=80)
     return buffer.getvalue()
-
-
-def _png_header_only(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 @pytest.fixture()
@@ -164,8 +118,8 @@ REFUSALS = {
     "text": (415, "accepted format", lambda c: _multipart(c, b"a text file, not a photo")),
     "too-many-bytes": (413, f"{MAX_BYTES} bytes", lambda c: _multipart(c, b"\xff\xd8" + b"\0" * MAX_BYTES)),
     "far-too-many-bytes": (413, "request too large", lambda c: _multipart(c, b"\0" * (4 * MAX_BYTES))),
-    "header-bomb": (413, f"{MAX_PIXELS} pixels", lambda c: _multipart(c, _png_header_only(100_000, 100_000))),
-    "too-many-pixels": (413, f"{MAX_PIXELS} pixels", lambda c: _multipart(c, _png_header_only(2000, 1001))),
+    "header-bomb": (413, f"{MAX_PIXELS} pixels", lambda c: _multipart(c, png_header_only(100_000, 100_000))),
+    "too-many-pixels": (413, f"{MAX_PIXELS} pixels", lambda c: _multipart(c, png_header_only(2000, 1001))),
     "truncated": (400, "truncated", lambda c: _multipart(c, _jpeg()[:3000])),
     "empty-body": (400, "empty", lambda c: {"query_string": {"camera_id": c, "site_id": "s"}, "data": b"",
                                             "content_type": "image/jpeg"}),

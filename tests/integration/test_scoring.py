@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import time
-import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from producers.capture import CapturedImage, CaptureSink
 from schemas.codec import new_event
 from schemas.events import Event, EventType
 from schemas.topics import IMAGES_CAPTURED
+from tests.images import png_header_only
 from tests.integration.deployment import TopicReader, WorkerProcess, create_deployment, drop_deployment
 from training_job.model_registry import import_model, promote
 
@@ -52,13 +51,6 @@ def _photo(colour: tuple[int, int, int], seed: int, fmt: str = "JPEG") -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format=fmt)
     return buffer.getvalue()
-
-
-def _header_bomb() -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    header = struct.pack(">IIBBBBB", 60_000, 60_000, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +112,8 @@ def test_every_image_is_classified_flagged_or_dead_lettered_once(deployment: Set
         bad = {
             "not_an_image": sink.store(CapturedImage(b"plain text, not pixels", "image/jpeg", "cam-b", "site-t")),
             "truncated_image": sink.store(CapturedImage(_photo(RED, 99)[:400], "image/jpeg", "cam-b", "site-t")),
-            "too_many_pixels": sink.store(CapturedImage(_header_bomb(), "image/png", "cam-b", "site-t")),
+            "too_many_pixels": sink.store(CapturedImage(png_header_only(60_000, 60_000), "image/png", "cam-b",
+                                                        "site-t")),
             "too_many_bytes": sink.store(CapturedImage(
                 np.random.default_rng(1).integers(0, 255, 300_000, dtype=np.uint8).tobytes(), "image/png",
                 "cam-b", "site-t")),

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from stream_apps.scoring.decode import BadImage, ImageLimits, decode_image
+from tests.images import png_header_only
 
 LIMITS = ImageLimits(max_bytes=2_000_000, max_pixels=4_000_000)
 
@@ -19,14 +18,6 @@ def _jpeg(width: int = 640, height: int = 480, colour: tuple[int, int, int] = (2
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), colour).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
-
-
-def _png_header_only(width: int, height: int) -> bytes:
-    """A PNG that claims huge dimensions in a few bytes: the decompression-bomb shape."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 def test_a_good_jpeg_becomes_a_model_sized_rgb_array() -> None:
@@ -48,8 +39,8 @@ def test_greyscale_and_alpha_images_become_rgb() -> None:
         (b"this is a text file, not a photo", "not_an_image"),
         (_jpeg()[:2000], "truncated_image"),
         (_jpeg(64, 48)[:400], "truncated_image"),
-        (_png_header_only(5000, 5000), "too_many_pixels"),
-        (_png_header_only(100_000, 100_000), "too_many_pixels"),
+        (png_header_only(5000, 5000), "too_many_pixels"),
+        (png_header_only(100_000, 100_000), "too_many_pixels"),
         (b"\xff\xd8" + b"\0" * 2_000_001, "too_many_bytes"),
     ],
     ids=["text", "truncated", "truncated-in-header", "pixels-over-limit", "pixels-over-pil-bomb-limit", "bytes"],

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import pytest
 from PIL import Image
 
 from producers.capture import CONTENT_TYPES
 from producers.upload_checks import FORMAT_TYPES, UploadRefused, check_identifier, check_upload
+from tests.images import png_header_only
 
 MAX_BYTES = 2_000_000
 MAX_PIXELS = 4_000_000
@@ -20,14 +19,6 @@ def _image(image_format: str, size: tuple[int, int] = (320, 240), **options: obj
     buffer = io.BytesIO()
     Image.effect_noise(size, 40).convert("RGB").save(buffer, format=image_format, **options)
     return buffer.getvalue()
-
-
-def _png_header_only(width: int, height: int) -> bytes:
-    """A few bytes claiming a huge picture: the decompression-bomb shape."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 def _refusal(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> UploadRefused:
@@ -83,7 +74,7 @@ def test_too_many_bytes_is_413_and_names_the_limit() -> None:
 @pytest.mark.parametrize(("width", "height"), [(3000, 2000), (100_000, 100_000)],
                          ids=["over-the-limit", "over-pil-bomb-limit"])
 def test_a_header_claiming_too_many_pixels_is_413(width: int, height: int) -> None:
-    refused = _refusal(_png_header_only(width, height))
+    refused = _refusal(png_header_only(width, height))
     assert refused.status == 413
     assert "pixels" in refused.message and str(MAX_PIXELS) in refused.message
 
