@@ -31,7 +31,8 @@ def model() -> None:
 def import_command(keras_file: Path, classes_file: Path, version: str | None, tau_energy: float | None,
                    tau_softmax: float | None, promote: bool | None) -> None:
     """Register KERAS_FILE: export to LiteRT (checked against Keras), upload, record in the registry."""
-    from training_job.model_registry import RegistryError, import_model, production_model, read_class_file
+    from infra.db.registry import production_model
+    from training_job.model_registry import RegistryError, import_model, read_class_file
     from training_job.model_registry import promote as promote_version
 
     settings = load_settings()

@@ -100,11 +100,6 @@ def import_model(settings: Settings, keras_file: Path, classes: list[str], *, ve
     return ImportedModel(version, artefact_uri, report, already_registered=False)
 
 
-def production_model(settings: Settings) -> ModelVersion | None:
-    with db_sessions(settings)() as session:
-        return session.scalars(select(ModelVersion).where(ModelVersion.status == "production")).one_or_none()
-
-
 def list_models(settings: Settings) -> list[ModelVersion]:
     with db_sessions(settings)() as session:
         return list(session.scalars(select(ModelVersion).order_by(ModelVersion.created_at)))

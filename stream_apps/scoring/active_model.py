@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-
-from infra.clients import db_sessions, minio_client
-from infra.db.models import ModelVersion
+from infra.clients import minio_client
+from infra.db.registry import production_model
 from infra.object_store import download_prefix, parse_s3_uri
 from infra.settings import Settings
 from schemas.model_artefact import KERAS_FILE, read_artefact_info
@@ -43,13 +41,8 @@ def fetch_artefact(settings: Settings, version: str, artefact_uri: str) -> Path:
     return folder
 
 
-def production_version(settings: Settings) -> ModelVersion | None:
-    with db_sessions(settings)() as session:
-        return session.scalars(select(ModelVersion).where(ModelVersion.status == "production")).one_or_none()
-
-
 def load_production_model(settings: Settings, threads: int | None = None) -> ActiveModel | None:
-    row = production_version(settings)
+    row = production_model(settings)
     if row is None:
         return None
     return load_model_folder(row.version, fetch_artefact(settings, row.version, row.artefact_uri), threads)
