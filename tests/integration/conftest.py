@@ -7,7 +7,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
+from minio import Minio
 
+from infra.clients import minio_client
 from infra.services import all_services
 from infra.settings import Settings
 
@@ -35,3 +37,17 @@ def new_topic(settings: Settings) -> Iterator[Callable[..., str]]:
     if created:
         for future in admin.delete_topics(created).values():
             future.result()
+
+
+@pytest.fixture()
+def storage(settings: Settings) -> Minio:
+    return minio_client(settings)
+
+
+@pytest.fixture()
+def uploaded(settings: Settings, storage: Minio) -> Iterator[list[str]]:
+    """Image object keys a test created; removed at the end."""
+    keys: list[str] = []
+    yield keys
+    for key in set(keys):
+        storage.remove_object(settings.bucket_images, key)

@@ -43,20 +43,6 @@ def limited(settings: Settings) -> Settings:
 
 
 @pytest.fixture()
-def storage(settings: Settings) -> Minio:
-    return minio_client(settings)
-
-
-@pytest.fixture()
-def uploaded(settings: Settings, storage: Minio) -> Iterator[list[str]]:
-    """Object keys a test created; removed at the end."""
-    keys: list[str] = []
-    yield keys
-    for key in keys:
-        storage.remove_object(settings.bucket_images, key)
-
-
-@pytest.fixture()
 def client(limited: Settings) -> FlaskClient:
     return create_ingest_app(limited).test_client()
 

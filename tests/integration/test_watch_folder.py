@@ -72,20 +72,6 @@ def tail(settings: Settings) -> Iterator[CapturedTail]:
     reader.close()
 
 
-@pytest.fixture()
-def storage(settings: Settings) -> Minio:
-    return minio_client(settings)
-
-
-@pytest.fixture()
-def uploaded(settings: Settings, storage: Minio) -> Iterator[list[str]]:
-    """Object keys a test created; removed at the end."""
-    keys: list[str] = []
-    yield keys
-    for key in set(keys):
-        storage.remove_object(settings.bucket_images, key)
-
-
 def _keys(results: list[WatchResult]) -> list[str]:
     return [r.event.payload["object_key"] for r in results if r.event]
 
