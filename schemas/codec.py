@@ -172,17 +172,6 @@ def encode(event: Event) -> bytes:
     return _dumps(validate(event.to_document()))
 
 
-def encode_event(
-    event_type: EventType | str,
-    payload: Mapping[str, Any],
-    source: str,
-    *,
-    event_id: str | None = None,
-    occurred_at: str | None = None,
-) -> bytes:
-    return _dumps(new_event(event_type, payload, source, event_id=event_id, occurred_at=occurred_at))
-
-
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 

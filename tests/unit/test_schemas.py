@@ -14,7 +14,7 @@ from schemas.codec import (
     _registry,
     _validator,
     decode_event,
-    encode_event,
+    encode,
     new_event,
     schema_files,
 )
@@ -190,7 +190,7 @@ def _payload_schema(event_type: EventType) -> dict[str, Any]:
 
 def _rejection(event_type: EventType, payload: dict[str, Any]) -> InvalidEvent:
     with pytest.raises(InvalidEvent) as caught:
-        encode_event(event_type, payload, "test")
+        encode(new_event(event_type, payload, "test"))
     return caught.value
 
 
@@ -219,7 +219,7 @@ def test_each_event_schema_builds_on_the_envelope_and_closes_its_payload(event_t
 
 @pytest.mark.parametrize("event_type", list(EventType))
 def test_valid_example_round_trips(event_type: EventType) -> None:
-    raw = encode_event(event_type, EXAMPLES[event_type], "test")
+    raw = encode(new_event(event_type, EXAMPLES[event_type], "test"))
     event = decode_event(raw)
     assert event.event_type is event_type
     assert event.payload == EXAMPLES[event_type]
@@ -278,14 +278,14 @@ def test_a_bad_value_is_refused_at_its_path(event_type: EventType, change: dict[
 def test_nullable_fields_accept_null_and_optional_fields_may_be_left_out() -> None:
     counts = {**EXAMPLES[EventType.COUNTS_UPDATED], "window": None}
     del counts["model_version"]
-    encode_event(EventType.COUNTS_UPDATED, counts, "test")
+    encode(new_event(EventType.COUNTS_UPDATED, counts, "test"))
     request = dict(EXAMPLES[EventType.CREATE_VERSION_REQUESTED])
     del request["name"], request["parent"]
-    encode_event(EventType.CREATE_VERSION_REQUESTED, request, "test")
+    encode(new_event(EventType.CREATE_VERSION_REQUESTED, request, "test"))
     completed = {**EXAMPLES[EventType.TRAINING_RUN_COMPLETED], "baseline": None, "per_class_deltas": {}}
-    encode_event(EventType.TRAINING_RUN_COMPLETED, completed, "test")
+    encode(new_event(EventType.TRAINING_RUN_COMPLETED, completed, "test"))
     promoted = {**EXAMPLES[EventType.MODEL_PROMOTED], "serving_uri": None, "previous_model_version": None}
-    encode_event(EventType.MODEL_PROMOTED, promoted, "test")
+    encode(new_event(EventType.MODEL_PROMOTED, promoted, "test"))
 
 
 @pytest.mark.parametrize("event_type", list(EventType))
