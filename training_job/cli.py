@@ -1,7 +1,8 @@
-"""`wastex model ...`: the model registry from the command line."""
+"""`wastex model ...` (the model registry), `wastex train` and `wastex evaluate` from the command line."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -75,3 +76,92 @@ def promote_command(version: str, promoted_by: str) -> None:
         console.print(f"[red]✗ {error}[/]")
         sys.exit(1)
     console.print(f"{version}: promoted to production")
+
+
+@click.command()
+@click.option("--dataset", "dataset_path", required=True, type=click.Path(exists=True, path_type=Path),
+              help="A manifest file, a folder of class folders, or a folder of train/val/test folders.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="New (or empty) directory for the model and its artefacts.")
+@click.option("--backbone", default="efficientnet_lite0", show_default=True,
+              help="efficientnet_lite0, mobilenet_v2 or inception_v3 (ignored with --from-model).")
+@click.option("--epochs", type=click.IntRange(min=0), help="Most fine-tuning epochs (phase 2).")
+@click.option("--head-epochs", type=click.IntRange(min=1), help="Most head-training epochs (phase 1).")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), help="Wall-time budget of the training.")
+@click.option("--from-model", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Fine-tune this model directory; its head grows when the dataset brings new classes.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+def train(dataset_path: Path, out_dir: Path, backbone: str, epochs: int | None, head_epochs: int | None,
+          minutes: float | None, from_model: Path | None, seed: int) -> None:
+    """Train a waste classifier: frozen-backbone head, then fine-tuning of the top blocks."""
+    from training_job.dataset_source import DatasetError, load_dataset
+    from training_job.trainer import TrainConfig
+    from training_job.training_run import run_training
+
+    defaults = TrainConfig()
+    config = TrainConfig(backbone=backbone, seed=seed,
+                         finetune_epochs=defaults.finetune_epochs if epochs is None else epochs,
+                         head_epochs=head_epochs or defaults.head_epochs,
+                         time_budget_s=None if minutes is None else minutes * 60)
+    try:
+        run = run_training(load_dataset(dataset_path), out_dir, config, from_model=from_model)
+    except (DatasetError, FileExistsError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    console.print(f"accuracy {run.metrics['accuracy']:.4f}, macro-F1 {run.metrics['macro_f1']:.4f} on the "
+                  f"{run.metrics['split']} split; tau_energy {run.thresholds.tau_energy:.4f}, "
+                  f"tau_softmax {run.thresholds.tau_softmax:.4f}; artefacts in {out_dir}")
+
+
+@click.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A model directory (model.keras and classes.txt).")
+@click.option("--dataset", "dataset_path", required=True, type=click.Path(exists=True, path_type=Path),
+              help="A manifest file, a folder of class folders, or a folder of train/val/test folders.")
+@click.option("--ood", "ood_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder of non-waste images: adds the energy score's OOD AUROC.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a report.")
+def evaluate(model_dir: Path, dataset_path: Path, ood_dir: Path | None, split: str, as_json: bool) -> None:
+    """Accuracy, macro/weighted precision/recall/F1 and per-class F1 of a model on a dataset split."""
+    import keras
+
+    from schemas.model_artefact import KERAS_FILE
+    from training_job.artefacts import read_classes
+    from training_job.dataset_source import DatasetError, image_files, load_dataset
+    from training_job.evaluation import classification_metrics, ood_auroc
+    from training_job.inference import predict_logits
+
+    classes = read_classes(model_dir)
+    model = keras.models.load_model(model_dir / KERAS_FILE, compile=False)
+    if int(model.output_shape[-1]) != len(classes):
+        raise click.ClickException(f"{model_dir}: the model has {model.output_shape[-1]} outputs but "
+                                   f"{len(classes)} classes")
+    try:
+        dataset = load_dataset(dataset_path)
+        rows = dataset.split(split)
+        if not rows:
+            raise DatasetError(f"{dataset_path} has no {split} images")
+        labels = dataset.labels(rows, classes)
+        ood_files = image_files(ood_dir) if ood_dir else []
+        if ood_dir and not ood_files:
+            raise DatasetError(f"{ood_dir} holds no images")
+    except DatasetError as error:
+        raise click.ClickException(str(error)) from None
+    logits = predict_logits(model, [row.image for row in rows], description=f"evaluating on {split}")
+    metrics = classification_metrics(labels, logits, classes)
+    document = {"model": str(model_dir), "dataset": str(dataset_path), "split": split, "images": len(rows),
+                **metrics.to_json()}
+    if ood_files:
+        ood_logits = predict_logits(model, [str(path) for path in ood_files], description="scoring OOD images")
+        document.update(ood_auroc=ood_auroc(logits, ood_logits), ood_images=len(ood_files))
+    if as_json:
+        print(json.dumps(document))
+        return
+    table = Table("figure", "value", title=f"{model_dir} on the {split} split of {dataset_path} ({len(rows)} images)")
+    for name in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "ood_auroc"):
+        if name in document:
+            table.add_row(name, f"{document[name]:.4f}")
+    for name, value in metrics.per_class_f1.items():
+        table.add_row(f"F1 {name}", f"{value:.4f}")
+    console.print(table)
+    console.print(metrics.report)

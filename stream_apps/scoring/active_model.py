@@ -10,7 +10,7 @@ from infra.db.registry import production_model
 from infra.object_store import download_prefix, parse_s3_uri
 from infra.settings import Settings
 from schemas.model_artefact import KERAS_FILE, read_artefact_info
-from stream_apps.scoring.ood import Thresholds
+from schemas.ood_scores import Thresholds
 from stream_apps.scoring.runtime import KerasModel, LiteRTModel, load_serving_model
 
 

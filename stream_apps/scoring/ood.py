@@ -1,20 +1,14 @@
-"""Out-of-distribution rule of the seeds: energy E(x) = -T * logsumexp(f(x) / T), flag when E > tau_E or
-max softmax < tau_p. Thresholds belong to the model version; the seeds' values are only the fallback."""
+"""Out-of-distribution verdicts of the seeds' rule: flag when energy > tau_E or max softmax < tau_p.
+Thresholds belong to the model version; the seeds' values are only the fallback."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp, softmax
+from scipy.special import softmax
 
-from schemas.model_artefact import SEED_TAU_ENERGY, SEED_TAU_SOFTMAX
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    tau_energy: float = SEED_TAU_ENERGY
-    tau_softmax: float = SEED_TAU_SOFTMAX
+from schemas.ood_scores import Thresholds, energy_score
 
 
 @dataclass(frozen=True)
@@ -28,11 +22,6 @@ class Verdict:
     @property
     def is_ood(self) -> bool:
         return self.ood_reason is not None
-
-
-def energy_score(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Energy per row of a (batch, classes) logit matrix; lower means more in-distribution."""
-    return -temperature * logsumexp(logits / temperature, axis=-1)
 
 
 def judge(logits: np.ndarray, thresholds: Thresholds) -> list[Verdict]:

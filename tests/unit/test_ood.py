@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from schemas.model_artefact import SEED_TAU_ENERGY
-from stream_apps.scoring.ood import Thresholds, energy_score, judge
+from schemas.ood_scores import Thresholds, energy_score
+from stream_apps.scoring.ood import judge
 
 
 def test_energy_matches_its_definition() -> None:

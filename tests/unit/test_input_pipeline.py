@@ -1,0 +1,99 @@
+"""The tf.data input: the artefact contract's frames, training-only augmentation, class weights."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from training_job.backbones.registry import BACKBONES
+from training_job.dataset_source import ImageReader
+from training_job.input_pipeline import class_weights, decode_frame, frame_preprocessor, image_batches
+
+
+@pytest.fixture()
+def photos(tmp_path: Path) -> list[str]:
+    """Portrait photos with a bright left half, as TrashNet's 192x256."""
+    uris = []
+    for index in range(4):
+        pixels = np.zeros((256, 192, 3), dtype=np.uint8)
+        pixels[:, :96] = 200 + 10 * index
+        pixels[:, 96:, 2] = 40
+        path = tmp_path / f"{index}.png"
+        Image.fromarray(pixels).save(path)
+        uris.append(str(path))
+    return uris
+
+
+def collect(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    frames, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset], strict=True)
+    return np.concatenate(frames), np.concatenate(labels)
+
+
+def test_frames_follow_the_backbone_preprocessing(photos: list[str]) -> None:
+    image = decode_frame(tf.io.read_file(photos[0]))
+    assert image.dtype == tf.uint8 and tuple(image.shape) == (256, 192, 3)
+    ours = frame_preprocessor(224)(image)
+    np.testing.assert_array_equal(ours.numpy(), BACKBONES["efficientnet_lite0"].preprocess(image).numpy())
+    # The full frame, no crop: the bright half stays the left half.
+    assert ours.dtype == tf.float32 and ours.shape == (224, 224, 3)
+    assert ours[:, :100].numpy().mean() > 150 and ours[:, 124:, 0].numpy().max() < 1
+
+
+def test_plain_batches_keep_order_and_labels(photos: list[str]) -> None:
+    labels = np.array([0, 1, 2, 1])
+    frames, got = collect(image_batches(photos, labels, ImageReader(), frame_preprocessor(64), batch_size=3))
+    np.testing.assert_array_equal(got, labels)
+    assert frames.shape == (4, 64, 64, 3)
+    np.testing.assert_allclose(frames[:, :, :20, 0].mean(axis=(1, 2)), [200, 210, 220, 230], atol=1)
+
+
+def test_augmentation_makes_new_seeded_views_within_range(photos: list[str]) -> None:
+    labels = np.arange(4)
+    preprocess = frame_preprocessor(64)
+    plain, _ = collect(image_batches(photos, labels, ImageReader(), preprocess, 4))
+    first, first_labels = collect(image_batches(photos, labels, ImageReader(), preprocess, 4, augment_seed=7))
+    again, _ = collect(image_batches(photos, labels, ImageReader(), preprocess, 4, augment_seed=7))
+    other, _ = collect(image_batches(photos, labels, ImageReader(), preprocess, 4, augment_seed=8))
+    np.testing.assert_array_equal(first_labels, labels)
+    assert first.shape == plain.shape and first.min() >= 0.0 and first.max() <= 255.0
+    assert np.abs(first - plain).mean() > 5  # the views really differ from the plain frames
+    np.testing.assert_allclose(first, again, atol=1e-3)  # and the same seed gives the same views
+    assert np.abs(first - other).mean() > 5
+
+
+def test_shuffling_reorders_images_with_their_labels(photos: list[str]) -> None:
+    labels = np.arange(4)
+    frames, got = collect(image_batches(photos, labels, ImageReader(), frame_preprocessor(32), 4, shuffle_seed=3))
+    assert sorted(got.tolist()) == [0, 1, 2, 3]
+    np.testing.assert_allclose(frames[:, :, :10, 0].mean(axis=(1, 2)), 200 + 10 * got, atol=1)
+
+
+def test_undecodable_bytes_fail_the_pipeline(tmp_path: Path) -> None:
+    path = tmp_path / "broken.jpg"
+    path.write_bytes(b"not a picture")
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        collect(image_batches([str(path)], np.array([0]), ImageReader(), frame_preprocessor(32), 1))
+
+
+def test_rare_classes_weigh_more() -> None:
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    weights = class_weights(labels, 3)
+    assert weights[2] > weights[1] > weights[0]
+    # "Balanced": every class contributes the same total weight.
+    totals = [weights[index] * count for index, count in enumerate((60, 30, 10))]
+    assert totals == pytest.approx([100 / 3] * 3)
+    with pytest.raises(ValueError, match=r"\[3\] have no training images"):
+        class_weights(labels, 4)
+
+
+def test_a_gif_decodes_to_its_first_frame(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (20, 10), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    image = decode_frame(tf.constant(buffer.getvalue())).numpy()
+    assert image.shape == (10, 20, 3) and image[..., 0].mean() > 200

@@ -1,0 +1,114 @@
+"""tf.data input: image bytes -> model input frames -> (augmented) batches, and class weights.
+
+Frames follow the model artefact contract (``schemas/model_artefact.py``): float32 RGB in [0, 255], the
+full frame resized bilinearly to the model's square input, no crop. Normalisation is inside the model.
+Augmentation (random crops, flips, small rotations, colour jitter) is for training only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.utils.class_weight import compute_class_weight
+
+from training_job.dataset_source import ImageLoader
+
+AUTOTUNE = tf.data.AUTOTUNE
+Preprocess = Callable[[tf.Tensor], tf.Tensor]
+
+
+def frame_preprocessor(input_size: int) -> Preprocess:
+    """Decoded RGB image(s) -> the model's input, as ``Backbone.preprocess`` and the scoring workers do."""
+    def preprocess(image: tf.Tensor) -> tf.Tensor:
+        return tf.image.resize(image, (input_size, input_size), method="bilinear", antialias=True)
+
+    return preprocess
+
+
+def decode_frame(data: tf.Tensor) -> tf.Tensor:
+    """JPEG/PNG/BMP/GIF bytes -> (height, width, 3) uint8; the first frame of an animation."""
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+# Crops keep 65-100% of the frame at an aspect within 0.8-1.25, then are resized to the input as usual.
+CROP_AREA = (0.65, 1.0)
+CROP_ASPECT = (0.8, 1.25)
+MAX_ROTATION = 0.04  # fraction of a full turn: about 15 degrees either way
+BRIGHTNESS_DELTA = 0.12 * 255
+CONTRAST_RANGE = (0.85, 1.15)
+SATURATION_RANGE = (0.75, 1.3)
+HUE_DELTA = 0.03
+
+
+def augmented_frame(image: tf.Tensor, seed: tf.Tensor, preprocess: Preprocess) -> tf.Tensor:
+    """One random view of a decoded image: crop, flips, resize, colour jitter (seeded, so repeatable).
+
+    The crop is taken before the resize, so it costs nothing beyond the resize every frame needs. Waste
+    lies on a belt in any orientation, so both flips are fair.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 7)
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seeds[0],
+        min_object_covered=0.0, aspect_ratio_range=CROP_ASPECT, area_range=CROP_AREA,
+        use_image_if_no_bounding_boxes=True)
+    image = tf.slice(image, begin, size)
+    image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+    image = tf.image.stateless_random_flip_up_down(image, seeds[2])
+    frame = preprocess(image)
+    # Hue and saturation are ratios of channels, so they work on [0, 255] floats unchanged.
+    frame = tf.image.stateless_random_brightness(frame, BRIGHTNESS_DELTA, seeds[3])
+    frame = tf.image.stateless_random_contrast(frame, *CONTRAST_RANGE, seeds[4])
+    frame = tf.image.stateless_random_saturation(frame, *SATURATION_RANGE, seeds[5])
+    frame = tf.image.stateless_random_hue(frame, HUE_DELTA, seeds[6])
+    return tf.clip_by_value(frame, 0.0, 255.0)
+
+
+def images(uris: Sequence[str], loader: ImageLoader) -> tf.data.Dataset:
+    """Decoded uint8 images at ``uris``, in order; the bytes come through ``loader``."""
+    def read(uri: tf.Tensor) -> tf.Tensor:
+        data = tf.py_function(lambda value: loader(value.numpy().decode()), [uri], tf.string)
+        data.set_shape([])
+        return data
+
+    return (tf.data.Dataset.from_tensor_slices(list(uris))
+            .map(read, num_parallel_calls=AUTOTUNE)
+            .map(decode_frame, num_parallel_calls=AUTOTUNE))
+
+
+def image_batches(uris: Sequence[str], labels: np.ndarray, loader: ImageLoader, preprocess: Preprocess,
+                  batch_size: int, augment_seed: int | None = None, shuffle_seed: int | None = None
+                  ) -> tf.data.Dataset:
+    """Batches of (frames, labels) in order, or shuffled anew every epoch with ``shuffle_seed``.
+
+    With ``augment_seed`` (training only) every image is a new random view each time it is read.
+    """
+    dataset = tf.data.Dataset.zip(images(uris, loader), tf.data.Dataset.from_tensor_slices(labels))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(uris), seed=shuffle_seed, reshuffle_each_iteration=True)
+    if augment_seed is None:
+        dataset = dataset.map(lambda image, label: (preprocess(image), label), num_parallel_calls=AUTOTUNE)
+        return dataset.batch(batch_size).prefetch(AUTOTUNE)
+    seeds = tf.data.Dataset.random(seed=augment_seed, rerandomize_each_iteration=True).batch(2)
+    rotation = keras.layers.RandomRotation(MAX_ROTATION, fill_mode="reflect", seed=augment_seed)
+    return (tf.data.Dataset.zip(dataset, seeds)
+            .map(lambda pair, seed: (augmented_frame(pair[0], seed, preprocess), pair[1]),
+                 num_parallel_calls=AUTOTUNE)
+            .batch(batch_size)
+            # Rotation is vectorised over a batch; reflected borders avoid corners a camera never shows.
+            .map(lambda pixels, label: (rotation(pixels, training=True), label), num_parallel_calls=AUTOTUNE)
+            .prefetch(AUTOTUNE))
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    """'Balanced' weights (scikit-learn): a rare class counts as much in the loss as a frequent one."""
+    present = np.unique(labels)
+    missing = sorted(set(range(num_classes)) - set(present.tolist()))
+    if missing:
+        raise ValueError(f"class indices {missing} have no training images")
+    weights = compute_class_weight("balanced", classes=np.arange(num_classes), y=labels)
+    return {index: float(weight) for index, weight in enumerate(weights)}
