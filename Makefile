@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV_BIN := .venv/bin
 
-.PHONY: setup demo test test-unit lint lock infra-up infra-down
+.PHONY: setup demo test test-unit lint lock infra-up infra-down chromium
 
 setup:
 	@scripts/setup-venv
@@ -17,9 +17,13 @@ infra-down: setup
 demo: infra-up
 	$(VENV_BIN)/wastex infra smoke
 
+# Debian's chromium for the browser tests (Playwright drives it; no browser is downloaded). Idempotent.
+chromium:
+	@scripts/install-chromium
+
 # Installs what is missing, brings the infrastructure up, runs every test. On CI the services
 # are stopped afterwards so no process outlives the run.
-test: infra-up
+test: infra-up chromium
 	@status=0; $(VENV_BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
 	if [[ "$${CI:-}" == "true" ]]; then $(VENV_BIN)/wastex infra down; fi; exit $$status
 

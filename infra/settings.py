@@ -76,6 +76,10 @@ class Settings:
     database_url_override: str
 
     ui_secret_key: str
+    ui_host: str
+    ui_port: int
+    ui_secure_cookies: bool
+    ui_max_upload_bytes: int
     start_timeout_s: int
     max_image_bytes: int
     max_image_pixels: int
@@ -140,6 +144,10 @@ def load_settings() -> Settings:
         postgres_db=_env("WASTEX_POSTGRES_DB", "wastex"),
         database_url_override=_env("WASTEX_DATABASE_URL", ""),
         ui_secret_key=_env("WASTEX_UI_SECRET_KEY", generated["UI_SECRET_KEY"]),
+        ui_host=_env("WASTEX_UI_HOST", "127.0.0.1"),
+        ui_port=_env_int("WASTEX_UI_PORT", 8080),
+        ui_secure_cookies=_env("WASTEX_UI_SECURE_COOKIES", "false").lower() in {"1", "true", "yes"},
+        ui_max_upload_bytes=_env_int("WASTEX_UI_MAX_UPLOAD_BYTES", 256 * 2**20),
         start_timeout_s=_env_int("WASTEX_START_TIMEOUT", 120),
         max_image_bytes=_env_int("WASTEX_MAX_IMAGE_BYTES", 10 * 2**20),
         max_image_pixels=_env_int("WASTEX_MAX_IMAGE_PIXELS", 40_000_000),

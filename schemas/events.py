@@ -22,6 +22,7 @@ class EventType(StrEnum):
     COUNTS_UPDATED = "CountsUpdated"
     LABEL_ASSIGNED = "LabelAssigned"
     IMAGE_DISCARDED = "ImageDiscarded"
+    LABEL_RETRACTED = "LabelRetracted"
     CREATE_VERSION_REQUESTED = "CreateVersionRequested"
     DATASET_VERSION_CREATED = "DatasetVersionCreated"
     TRAINING_RUN_STARTED = "TrainingRunStarted"
@@ -103,6 +104,7 @@ EVENT_TOPICS: dict[EventType, tuple[TopicSpec, ...]] = {
     EventType.COUNTS_UPDATED: (topics.COUNTS_TOTALS, topics.COUNTS_WINDOWS),
     EventType.LABEL_ASSIGNED: (topics.LABELS,),
     EventType.IMAGE_DISCARDED: (topics.LABELS,),
+    EventType.LABEL_RETRACTED: (topics.LABELS,),
     EventType.CREATE_VERSION_REQUESTED: (topics.VERSION_REQUESTS,),
     EventType.DATASET_VERSION_CREATED: (topics.DATASET_VERSIONS,),
     EventType.TRAINING_RUN_STARTED: (topics.TRAINING_RUNS,),
@@ -134,6 +136,7 @@ _KEYS: dict[EventType, Callable[[Mapping[str, Any]], str]] = {
     EventType.IMAGE_FLAGGED_OOD: lambda p: p["camera_id"],
     EventType.LABEL_ASSIGNED: lambda p: p["image"]["sha256"],
     EventType.IMAGE_DISCARDED: lambda p: p["image"]["sha256"],
+    EventType.LABEL_RETRACTED: lambda p: p["image"]["sha256"],
     EventType.CREATE_VERSION_REQUESTED: lambda p: p["request_id"],
     EventType.DATASET_VERSION_CREATED: lambda p: p["version_name"],
     EventType.TRAINING_RUN_STARTED: lambda p: p["run_id"],

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, String, false, func
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, false, func, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class Base(DeclarativeBase):
@@ -46,3 +46,124 @@ class ModelVersion(Base):
     # At most one model serves: the database refuses a second production row.
     __table_args__ = (Index("uq_model_versions_one_production", status, unique=True,
                             postgresql_where=status == "production"),)
+
+
+class Operator(Base):
+    """A review UI account; the password is stored only as a salted hash."""
+
+    __tablename__ = "operators"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("uq_operators_username_ci", func.lower(username), unique=True),)
+
+
+class ReviewItem(Base):
+    """The review queue: one row per ImageFlaggedOOD event (its event id makes the projection idempotent)."""
+
+    __tablename__ = "review_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    bucket: Mapped[str] = mapped_column(String(63))
+    object_key: Mapped[str] = mapped_column(String(1024))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    camera_id: Mapped[str] = mapped_column(String(64), index=True)
+    site_id: Mapped[str] = mapped_column(String(64))
+    captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    flagged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    model_version: Mapped[str] = mapped_column(String(64))
+    predicted_class: Mapped[str] = mapped_column(String(64), index=True)
+    confidence: Mapped[float] = mapped_column(Float)
+    energy: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(16))
+    classes: Mapped[list[str]] = mapped_column(JSON)
+    probabilities: Mapped[list[float]] = mapped_column(JSON)
+    thresholds: Mapped[dict[str, float]] = mapped_column(JSON)
+    # pending | labelled | discarded
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    label: Mapped[str | None] = mapped_column(String(64))
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    projected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    # The two queue orders (most uncertain first, newest first) within a status.
+    __table_args__ = (
+        Index("ix_review_items_status_energy", status, energy.desc(), id.desc()),
+        Index("ix_review_items_status_captured", status, captured_at.desc(), id.desc()),
+    )
+
+
+class ReviewAction(Base):
+    """One operator action (label, bulk label, review, discard, undo); its action_id makes a retry a no-op."""
+
+    __tablename__ = "review_actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action_id: Mapped[str] = mapped_column(String(48), unique=True)
+    operator: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # label | review | discard | undo
+    label: Mapped[str | None] = mapped_column(String(64))
+    new_class: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    undoes_action_id: Mapped[int | None] = mapped_column(ForeignKey("review_actions.id"))
+    undone: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    decisions: Mapped[list[ReviewDecision]] = relationship(back_populates="action", order_by="ReviewDecision.id")
+
+    __table_args__ = (Index("ix_review_actions_operator_recent", operator, id.desc()),)
+
+
+class ReviewDecision(Base):
+    """What one action did to one queue item, with the state before it: enough to undo it."""
+
+    __tablename__ = "review_decisions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("review_actions.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id"), index=True)
+    previous_status: Mapped[str] = mapped_column(String(16))
+    previous_label: Mapped[str | None] = mapped_column(String(64))
+    new_status: Mapped[str] = mapped_column(String(16))
+    new_label: Mapped[str | None] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(36))
+
+    action: Mapped[ReviewAction] = relationship(back_populates="decisions")
+
+
+class ImportedImage(Base):
+    """An image uploaded with its class; a second import of the same bytes and class has no effect."""
+
+    __tablename__ = "imported_images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    object_key: Mapped[str] = mapped_column(String(1024))
+    file_name: Mapped[str] = mapped_column(String(255))
+    label: Mapped[str] = mapped_column(String(64))
+    operator: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(36))
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LabelOutbox(Base):
+    """Label-log events, committed in the transaction of the action that caused them and sent to Kafka after.
+
+    A broker outage leaves rows unpublished instead of losing actions; a drainer sends them in id order.
+    """
+
+    __tablename__ = "label_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_label_outbox_unpublished", id, postgresql_where=published_at.is_(None)),)

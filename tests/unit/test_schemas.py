@@ -93,6 +93,14 @@ EXAMPLES: dict[EventType, dict[str, Any]] = {
         "source_event_id": None,
         "action_id": "a-7c1e",
     },
+    EventType.LABEL_RETRACTED: {
+        "image": IMAGE,
+        "operator_id": "alice",
+        "retracted_event_id": CAPTURED_ID,
+        "flagged_by_model_version": "m-0001",
+        "source_event_id": OOD_ID,
+        "action_id": "a-7c1f",
+    },
     EventType.CREATE_VERSION_REQUESTED: {
         "request_id": "req-91",
         "name": "v2",
@@ -262,6 +270,7 @@ def test_an_extra_payload_field_is_named(event_type: EventType) -> None:
         (EventType.COUNTS_UPDATED, {"count": -1}, "payload.count"),
         (EventType.COUNTS_UPDATED, {"window": {"start": AT}}, "payload.window"),
         (EventType.LABEL_ASSIGNED, {"new_class": "yes"}, "payload.new_class"),
+        (EventType.LABEL_RETRACTED, {"retracted_event_id": "a-7c1d"}, "payload.retracted_event_id"),
         (EventType.CREATE_VERSION_REQUESTED, {"trigger": "cron"}, "payload.trigger"),
         (EventType.DATASET_VERSION_CREATED, {"version_id": 0}, "payload.version_id"),
         (EventType.TRAINING_RUN_PROGRESSED, {"metrics": {"loss": "low"}}, "payload.metrics.loss"),

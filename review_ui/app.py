@@ -1,0 +1,54 @@
+"""The review UI's Flask application: settings, security, routes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask, Response, jsonify, render_template
+from sqlalchemy.exc import DBAPIError
+from werkzeug.exceptions import HTTPException
+
+from review_ui import security
+from review_ui.services import UiServices
+from review_ui.views import api, auth, images, pages
+
+SESSION_LIFETIME = timedelta(hours=12)
+
+
+def create_app(services: UiServices) -> Flask:
+    settings = services.settings
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.ui_secret_key,
+        SESSION_COOKIE_NAME="wastex_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.ui_secure_cookies,
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        MAX_CONTENT_LENGTH=settings.ui_max_upload_bytes,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # documents keep their documented field order
+    app.extensions["wastex_ui"] = services
+    security.install(app)
+    for blueprint in (auth.blueprint, pages.blueprint, api.blueprint, images.blueprint):
+        app.register_blueprint(blueprint)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[Response | str, int]:
+        status = error.code or 500
+        message = error.description or error.name
+        if status == 413:
+            message = f"upload too large: at most {settings.ui_max_upload_bytes} bytes per request"
+        if security.wants_json():
+            return jsonify(error=message), status
+        return render_template("error.html", status=status, title=error.name, message=message), status
+
+    @app.errorhandler(DBAPIError)
+    def database_down(error: DBAPIError) -> tuple[Response | str, int]:
+        # The transaction did not commit: nothing was half-done, the same action can simply be sent again.
+        message = "the database is unreachable: nothing was saved; try again in a moment"
+        if security.wants_json():
+            return jsonify(error=message), 503
+        return render_template("error.html", status=503, title="Service Unavailable", message=message), 503
+
+    return app

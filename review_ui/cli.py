@@ -1,0 +1,172 @@
+"""`wastex ui ...`: serve the review UI, run the queue projection, manage operators, import labelled images."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from infra.clients import db_sessions
+from infra.settings import Settings, load_settings
+
+console = Console(soft_wrap=True)
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@click.group()
+def ui() -> None:
+    """The operator review UI: OOD queue, labelling, classes, imports, live counts."""
+
+
+@ui.command()
+@click.option("--host", help="Address to listen on (default WASTEX_UI_HOST, 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default WASTEX_UI_PORT, 8080).")
+@click.option("--threads", default=8, show_default=True, help="Request threads.")
+@click.option("--projection/--no-projection", default=True, show_default=True,
+              help="Also project ImageFlaggedOOD events into the queue (or run `wastex ui project` apart).")
+def serve(host: str | None, port: int | None, threads: int, projection: bool) -> None:
+    """Serve the review UI (and drain the label outbox, follow the count topics)."""
+    from waitress import create_server
+
+    from review_ui.app import create_app
+    from review_ui.services import UiServices
+
+    _logging()
+    settings = load_settings()
+    host, port = host or settings.ui_host, port or settings.ui_port
+    services = UiServices.create(settings, projection=projection)
+    try:
+        server = create_server(create_app(services), host=host, port=port, threads=threads, ident="wastex-ui")
+    except OSError as error:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    services.start()
+    console.print(f"review UI on [bold]http://{host}:{port}/[/] (projection {'on' if projection else 'off'})")
+    # SIGTERM stops like Ctrl-C: the background loops finish their step and close their consumers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.run()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        server.close()
+        services.stop()
+
+
+@ui.command()
+def project() -> None:
+    """Project ImageFlaggedOOD events into the review queue until stopped (Ctrl-C)."""
+    from review_ui.projection import OodProjector
+
+    _logging()
+    settings = load_settings()
+    projector = OodProjector(settings, db_sessions(settings))
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    projector.start()
+    console.print("projecting images.ood into the review queue; Ctrl-C stops")
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        projector.stop()
+        console.print(f"stopped after {projector.projected} new queue items")
+
+
+@ui.command("create-operator")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (for scripts).")
+@click.option("--reset", is_flag=True, help="Set a new password for an existing operator.")
+def create_operator_command(username: str, password_stdin: bool, reset: bool) -> None:
+    """Create an operator account (or --reset its password); the password is stored hashed."""
+    from review_ui.operators import OperatorError, create_operator, set_password
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    settings = load_settings()
+    try:
+        with db_sessions(settings)() as session, session.begin():
+            operator = (set_password if reset else create_operator)(session, username, password)
+            name = operator.username
+    except OperatorError as error:
+        raise click.ClickException(str(error)) from None
+    console.print(f"operator [bold]{name}[/] {'password reset' if reset else 'created'}")
+
+
+def _drain(settings: Settings) -> int:
+    """Send what waits in the outbox; the number still waiting afterwards."""
+    from review_ui.outbox import OutboxDrainer, outbox_status
+
+    sessions = db_sessions(settings)
+    try:
+        OutboxDrainer(settings, sessions).drain_once()
+    except Exception as error:
+        console.print(f"[red]the label log (Kafka) did not take the events:[/] {error}")
+    with sessions() as session:
+        return outbox_status(session).pending
+
+
+@ui.command("import-labelled")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--class", "label", required=True, help="The class of every image.")
+@click.option("--new-class", is_flag=True, help="Register the class if it does not exist yet.")
+@click.option("--operator", required=True, help="The operator account the labels are given by.")
+def import_labelled(paths: tuple[Path, ...], label: str, new_class: bool, operator: str) -> None:
+    """Import image files and folders with one class: image store objects plus label events."""
+    from infra.clients import minio_client
+    from review_ui.imports import ImportRefused, LabelledImporter, files_under
+    from review_ui.operators import find_operator
+
+    settings = load_settings()
+    sessions = db_sessions(settings)
+    with sessions() as session:
+        account = find_operator(session, operator)
+    if account is None or not account.active:
+        raise click.ClickException(f"no active operator named {operator!r}; see `wastex ui create-operator`")
+    importer = LabelledImporter(settings, minio_client(settings), sessions)
+    try:
+        files = list(files_under(paths))
+        outcomes = importer.import_files(((str(p), p.read_bytes()) for p in files), label, account.username,
+                                         create_class=new_class)
+    except ImportRefused as error:
+        raise click.ClickException(str(error)) from None
+    table = Table("file", "outcome", "detail", title=f"import as {label}")
+    for outcome in outcomes:
+        colour = "green" if outcome.ok else "red"
+        table.add_row(outcome.file_name, f"[{colour}]{outcome.status}[/]", outcome.detail)
+    console.print(table)
+    waiting = _drain(settings)
+    if waiting:
+        console.print(f"[yellow]{waiting} label event(s) are saved in the outbox and will be sent by "
+                      "`wastex ui serve` or `wastex ui outbox --drain` once Kafka is reachable[/]")
+    bad = [o for o in outcomes if not o.ok]
+    if bad or waiting:
+        sys.exit(1)
+
+
+@ui.command()
+@click.option("--drain", is_flag=True, help="Send the waiting events now.")
+def outbox(drain: bool) -> None:
+    """How many label events wait for Kafka (and send them with --drain)."""
+    from review_ui.outbox import outbox_status
+
+    settings = load_settings()
+    waiting = _drain(settings) if drain else None
+    with db_sessions(settings)() as session:
+        status = outbox_status(session)
+    waiting = status.pending if waiting is None else waiting
+    console.print(f"{waiting} label event(s) waiting" + (f"; last error: {status.last_error}" if status.last_error
+                                                        else ""))
+    if waiting and drain:
+        sys.exit(1)

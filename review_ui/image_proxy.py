@@ -1,0 +1,43 @@
+"""The image proxy: only content-addressed image keys, only from the images bucket, as images.
+
+A key is accepted only in the exact form producers write (`images/<sha256>.<ext>`), so no crafted key
+(`../`, another prefix, a URL, an encoded slash) can name any other object or bucket.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+from PIL import Image
+
+IMAGE_KEY = re.compile(r"images/(?P<sha256>[0-9a-f]{64})\.(?P<ext>jpg|png|webp|bmp|gif|tiff)")
+CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "bmp": "image/bmp",
+                 "gif": "image/gif", "tiff": "image/tiff"}
+THUMBNAIL_SIZE = (240, 240)
+_DECODERS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+
+
+class ForbiddenKey(ValueError):
+    """An object key the proxy will not fetch."""
+
+
+def checked_key(key: str) -> tuple[str, str]:
+    """(content type, sha256) of an acceptable image key; raises ForbiddenKey otherwise."""
+    match = IMAGE_KEY.fullmatch(key)
+    if match is None:
+        raise ForbiddenKey("only images/<sha256>.<ext> objects of the images bucket can be shown")
+    return CONTENT_TYPES[match["ext"]], match["sha256"]
+
+
+def thumbnail(data: bytes, max_pixels: int) -> bytes:
+    """A small JPEG of an image (decoded at reduced scale where the format allows)."""
+    with Image.open(io.BytesIO(data), formats=_DECODERS) as image:
+        if image.width * image.height > max_pixels:
+            raise ValueError(f"{image.width}x{image.height} is more than {max_pixels} pixels")
+        image.draft("RGB", THUMBNAIL_SIZE)
+        small = image.convert("RGB")
+        small.thumbnail(THUMBNAIL_SIZE)
+        out = io.BytesIO()
+        small.save(out, format="JPEG", quality=80)
+        return out.getvalue()

@@ -1,0 +1,53 @@
+"""What the UI process runs besides the web app: stores, the outbox drainer, the count reader, the projection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from minio import Minio
+from sqlalchemy.orm import sessionmaker
+
+from infra.clients import db_sessions, minio_client
+from infra.settings import Settings
+from review_ui.counts_view import CountsView
+from review_ui.imports import LabelledImporter
+from review_ui.outbox import OutboxDrainer
+from review_ui.projection import OodProjector
+
+
+@dataclass
+class UiServices:
+    settings: Settings
+    sessions: sessionmaker
+    storage: Minio
+    drainer: OutboxDrainer
+    counts: CountsView
+    importer: LabelledImporter
+    projector: OodProjector | None = None
+
+    @classmethod
+    def create(cls, settings: Settings, *, projection: bool = True) -> UiServices:
+        """Everything wired, nothing running yet (see `start`)."""
+        sessions = db_sessions(settings)
+        storage = minio_client(settings)
+        return cls(
+            settings=settings,
+            sessions=sessions,
+            storage=storage,
+            drainer=OutboxDrainer(settings, sessions),
+            counts=CountsView(settings),
+            importer=LabelledImporter(settings, storage, sessions),
+            projector=OodProjector(settings, sessions) if projection else None,
+        )
+
+    def start(self) -> UiServices:
+        """Start the background loops: outbox drainer, count reader and (if wanted) the projection."""
+        for part in (self.drainer, self.counts, self.projector):
+            if part is not None:
+                part.start()
+        return self
+
+    def stop(self) -> None:
+        for part in (self.projector, self.counts, self.drainer):
+            if part is not None:
+                part.stop()

@@ -1,0 +1,1 @@
+"""HTTP routes of the review UI: pages, JSON API, sign-in, images."""
