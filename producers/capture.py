@@ -32,6 +32,21 @@ def object_key(sha256: str, content_type: str) -> str:
     return f"images/{sha256}.{extension}"
 
 
+def captured_event(image: CapturedImage, bucket: str) -> Event:
+    """The validated ImageCaptured event of an image stored under its content address in `bucket`."""
+    sha256 = hashlib.sha256(image.data).hexdigest()
+    return new_event(EventType.IMAGE_CAPTURED, {
+        "bucket": bucket,
+        "object_key": object_key(sha256, image.content_type),
+        "sha256": sha256,
+        "size_bytes": len(image.data),
+        "content_type": image.content_type,
+        "camera_id": image.camera_id,
+        "site_id": image.site_id,
+        "captured_at": format_timestamp(image.captured_at or datetime.now(UTC)),
+    }, SOURCE)
+
+
 class CaptureSink:
     """Stores the bytes first, so an event never points at an object that does not exist yet."""
 
@@ -42,20 +57,10 @@ class CaptureSink:
 
     def store(self, image: CapturedImage) -> Event:
         """Upload the bytes and build the (validated) event; safe to call from several threads."""
-        sha256 = hashlib.sha256(image.data).hexdigest()
-        key = object_key(sha256, image.content_type)
-        self._storage.put_object(self._bucket, key, io.BytesIO(image.data), len(image.data),
-                                 content_type=image.content_type)
-        return new_event(EventType.IMAGE_CAPTURED, {
-            "bucket": self._bucket,
-            "object_key": key,
-            "sha256": sha256,
-            "size_bytes": len(image.data),
-            "content_type": image.content_type,
-            "camera_id": image.camera_id,
-            "site_id": image.site_id,
-            "captured_at": format_timestamp(image.captured_at or datetime.now(UTC)),
-        }, SOURCE)
+        event = captured_event(image, self._bucket)
+        self._storage.put_object(self._bucket, event.payload["object_key"], io.BytesIO(image.data),
+                                 len(image.data), content_type=image.content_type)
+        return event
 
     def publish(self, event: Event) -> None:
         self._publisher.publish(event)

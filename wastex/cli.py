@@ -1,11 +1,12 @@
-"""`wastex`: sub-commands are imported only when used, so `wastex infra status` never loads TensorFlow."""
+"""`wastex`: the command line of every deployable unit."""
 
 from __future__ import annotations
 
-import importlib
 import os
 
 import click
+
+from wastex.lazy_group import LazyGroup
 
 # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) buries the command's own output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,21 +20,14 @@ COMMANDS: dict[str, str] = {
     "model": "training_job.cli:model",
     "worker": "stream_apps.cli:worker",
     "counts": "stream_apps.cli:counts",
+    "train": "training_job.cli:train",
+    "evaluate": "training_job.cli:evaluate",
+    "ood-photos": "training_job.ood_photos:ood_photos",
+    "bench": "bench.cli:bench",
+    "ui": "review_ui.cli:ui",
 }
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        target = COMMANDS.get(name)
-        if target is None:
-            return None
-        module, attribute = target.split(":")
-        return getattr(importlib.import_module(module), attribute)
-
-
-@click.group(cls=LazyGroup)
+@click.group(cls=LazyGroup, commands=COMMANDS)
 def main() -> None:
     """WasteX Stream: event-driven waste classification."""

@@ -17,14 +17,16 @@ from minio.error import S3Error
 from PIL import Image
 
 from infra.clients import kafka_producer, minio_client
+from infra.deployment import create_deployment, drop_deployment
 from infra.publisher import EventPublisher
 from infra.settings import Settings
+from infra.topic_reader import TopicReader
 from producers.capture import CapturedImage, CaptureSink
 from schemas.codec import new_event
 from schemas.events import Event, EventType
 from schemas.topics import IMAGES_CAPTURED
+from stream_apps.worker_process import WorkerProcess
 from tests.images import png_header_only
-from tests.integration.deployment import TopicReader, WorkerProcess, create_deployment, drop_deployment
 from training_job.model_registry import import_model, promote
 
 CLASSES = ["metal", "glass"]
@@ -162,7 +164,9 @@ def test_every_image_is_classified_flagged_or_dead_lettered_once(deployment: Set
     storage.stat_object(deployment.bucket_images, events[(GREY, 10)].payload["object_key"])
 
 
-def test_two_workers_one_restarted_mid_stream_keep_counts_exact(deployment: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kill", [False, True], ids=["terminated", "killed"])
+def test_two_workers_one_restarted_mid_stream_keep_counts_exact(deployment: Settings, tmp_path: Path,
+                                                                  kill: bool) -> None:
     first = WorkerProcess(deployment, "pair-1", 6082, tmp_path).start()
     second = WorkerProcess(deployment, "pair-2", 6083, tmp_path).start()
     reader = TopicReader(deployment, *OUTPUT_TOPICS, "counts.totals")
@@ -182,7 +186,7 @@ def test_two_workers_one_restarted_mid_stream_keep_counts_exact(deployment: Sett
             sent.append(event)
             if index == 50:
                 sink.flush()
-                first.stop()  # a restart while images keep arriving
+                first.stop(kill=kill)  # a restart while images keep arriving; kill -9 gives no chance to commit
                 first.start()
             time.sleep(0.03)
         sink.flush()

@@ -1,0 +1,168 @@
+"""(c) of the scoring benchmark: the full path producer -> Kafka/MinIO -> worker -> routed event.
+
+Runs in an isolated deployment (own topics, own database, own bucket) with one real scoring worker.
+The images are uploaded first; the timed part publishes their events, as a burst for the sustained rate
+and then paced at 70% of it for latency, which is measured to the broker timestamp of the routed record.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from confluent_kafka import TopicPartition
+from minio import Minio
+from minio.deleteobjects import DeleteObject
+
+from infra.clients import kafka_consumer, minio_client
+from infra.deployment import create_deployment, drop_deployment
+from infra.publisher import EventPublisher
+from infra.settings import Settings
+from producers.capture import SOURCE, CapturedImage, CaptureSink, captured_event
+from schemas.codec import new_event
+from schemas.events import Event, EventType, parse_timestamp, utc_now
+from schemas.model_artefact import ArtefactInfo
+from schemas.topics import DEAD_LETTERS, IMAGES_CLASSIFIED, IMAGES_OOD
+from stream_apps.worker_process import WorkerProcess
+from training_job.model_registry import import_model, promote
+
+WARM_UP_IMAGES = 64
+LATENCY_SHARE = 0.7
+
+
+@dataclass(frozen=True)
+class StreamFigures:
+    pipeline_ips: float
+    latency_rate_ips: float
+    p50_ms: float
+    p99_ms: float
+    routed: int
+
+
+def captured_images(photos: list[bytes]) -> list[CapturedImage]:
+    """JPEG photos from six simulated cameras."""
+    return [CapturedImage(data, "image/jpeg", f"bench-cam-{i % 6}", "bench") for i, data in enumerate(photos)]
+
+
+def captured_events(photos: list[bytes], bucket: str) -> list[Event]:
+    return [captured_event(image, bucket) for image in captured_images(photos)]
+
+
+def _recaptured(event: Event) -> Event:
+    """The same stored image captured again now: a new event id and a capture time of this moment."""
+    now = utc_now()
+    return new_event(EventType.IMAGE_CAPTURED, {**event.payload, "captured_at": now}, SOURCE, occurred_at=now)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RoutedRecords:
+    """Broker timestamps of routed records by captured event id, read from the start of the output topics."""
+
+    def __init__(self, isolated: Settings) -> None:
+        self._consumer = kafka_consumer(isolated, group_id=f"bench-{uuid.uuid4().hex}")
+        partitions = []
+        for spec in (IMAGES_CLASSIFIED, IMAGES_OOD, DEAD_LETTERS):
+            topic = spec.full_name(isolated.topic_prefix)
+            metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
+            partitions += [TopicPartition(topic, p, 0) for p in metadata.partitions]
+        self._consumer.assign(partitions)
+        self.routed_at: dict[str, float] = {}
+
+    def wait_for(self, ids: set[str], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not ids <= self.routed_at.keys():
+            if time.monotonic() > deadline:
+                missing = len(ids - self.routed_at.keys())
+                raise RuntimeError(f"{missing} of {len(ids)} images not routed within {timeout_s:.0f} s")
+            for message in self._consumer.consume(500, 0.2):
+                if message.error():
+                    continue
+                # The worker validated these on produce; plain parsing keeps the reader's CPU off the figures.
+                event = json.loads(message.value())
+                if event["event_type"] == EventType.DEAD_LETTER:
+                    raise RuntimeError(f"a benchmark photo was dead-lettered: {event['payload']['reason']}: "
+                                       f"{event['payload']['detail']}")
+                self.routed_at[event["payload"]["captured_event_id"]] = message.timestamp()[1] / 1000
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def _publish_burst(publisher: EventPublisher, stored: list[Event]) -> tuple[list[Event], float]:
+    started = time.time()
+    burst = [_recaptured(event) for event in stored]
+    for event in burst:
+        publisher.publish(event)
+    publisher.flush()
+    return burst, started
+
+
+def _publish_paced(publisher: EventPublisher, stored: list[Event], rate: float, seconds: float) -> list[Event]:
+    sent: list[Event] = []
+    started = time.monotonic()
+    for index in range(int(rate * seconds)):
+        time.sleep(max(0.0, started + index / rate - time.monotonic()))
+        sent.append(_recaptured(stored[index % len(stored)]))
+        publisher.publish(sent[-1])
+    publisher.flush()
+    return sent
+
+
+def _remove_bucket(client: Minio, bucket: str) -> None:
+    objects = [DeleteObject(o.object_name) for o in client.list_objects(bucket, recursive=True)]
+    for error in client.remove_objects(bucket, objects):
+        raise RuntimeError(f"could not remove {error.name} from {bucket}: {error.message}")
+    client.remove_bucket(bucket)
+
+
+def measure_stream(settings: Settings, keras_file: Path, info: ArtefactInfo, photos: list[bytes],
+                   latency_seconds: float, log_dir: Path) -> StreamFigures:
+    isolated = create_deployment(settings)
+    client = minio_client(isolated)
+    bucket = f"wastex-bench-{uuid.uuid4().hex[:8]}"
+    client.make_bucket(bucket)
+    # Images stay put for the whole run: the same photo is captured again in the latency phase.
+    worker = WorkerProcess(isolated, "bench-scoring", _free_port(), log_dir, WASTEX_DELETE_DELAY_S="86400")
+    try:
+        imported = import_model(isolated, keras_file, info.classes, tau_energy=info.tau_energy,
+                                tau_softmax=info.tau_softmax)
+        promote(isolated, imported.version, promoted_by="bench")
+        publisher = EventPublisher(isolated)
+        sink = CaptureSink(client, bucket, publisher)
+        with ThreadPoolExecutor(4) as pool:
+            stored = list(pool.map(sink.store, captured_images(photos)))
+        worker.start().wait_serving(timeout_s=300)
+        routed = RoutedRecords(isolated)
+        try:
+            warm_up, _ = _publish_burst(publisher, stored[:WARM_UP_IMAGES])
+            routed.wait_for({e.event_id for e in warm_up}, 300)
+
+            burst, started = _publish_burst(publisher, stored)
+            routed.wait_for({e.event_id for e in burst}, 600)
+            pipeline_ips = len(burst) / (max(routed.routed_at[e.event_id] for e in burst) - started)
+
+            rate = LATENCY_SHARE * pipeline_ips
+            paced = _publish_paced(publisher, stored, rate, latency_seconds)
+            routed.wait_for({e.event_id for e in paced}, 300)
+            latencies = [1000 * (routed.routed_at[e.event_id] - parse_timestamp(e.occurred_at).timestamp())
+                         for e in paced]
+        finally:
+            routed.close()
+    finally:
+        worker.stop()
+        drop_deployment(isolated)
+        _remove_bucket(client, bucket)
+    return StreamFigures(pipeline_ips, rate, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)),
+                         len(routed.routed_at))
+

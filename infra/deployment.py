@@ -1,0 +1,53 @@
+"""An isolated deployment on the shared servers: its own topic prefix and its own database.
+
+Tests and benchmarks run side by side with a live system this way, and drop everything afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from contextlib import closing
+
+import psycopg2
+from confluent_kafka.admin import AdminClient
+
+from infra.db.migrate import upgrade_to_head
+from infra.provision import ensure_topics
+from infra.settings import Settings
+
+
+def _run_outside_transaction(settings: Settings, statement: str) -> None:
+    """CREATE and DROP DATABASE refuse to run inside a transaction."""
+    with closing(psycopg2.connect(host=settings.postgres_host, port=settings.postgres_port,
+                                  user=settings.postgres_user, password=settings.postgres_password,
+                                  dbname="postgres")) as connection:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+
+
+def create_deployment(settings: Settings) -> Settings:
+    """Settings of a new deployment: a fresh database at the schema head and its own provisioned topics."""
+    name = f"t{uuid.uuid4().hex[:10]}"
+    isolated = dataclasses.replace(settings, topic_prefix=f"{name}.", postgres_db=name)
+    _run_outside_transaction(settings, f'CREATE DATABASE "{name}"')
+    upgrade_to_head(isolated)
+    ensure_topics(isolated)
+    return isolated
+
+
+def drop_deployment(isolated: Settings) -> None:
+    admin = AdminClient({"bootstrap.servers": isolated.kafka_bootstrap})
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(isolated.topic_prefix)]
+    if names:
+        for future in admin.delete_topics(names).values():
+            future.result()
+    _run_outside_transaction(isolated, f'DROP DATABASE IF EXISTS "{isolated.postgres_db}" WITH (FORCE)')
+
+
+def environment(isolated: Settings, **extra: str) -> dict[str, str]:
+    """Environment variables that point a `wastex` sub-process at the deployment."""
+    return {**os.environ, "WASTEX_TOPIC_PREFIX": isolated.topic_prefix, "WASTEX_POSTGRES_DB": isolated.postgres_db,
+            **extra}
