@@ -1,8 +1,9 @@
 """The scoring Faust app: captured images -> classified / OOD / dead letters, and exact counts.
 
 Agents:
-- `score` takes micro-batches of ImageCaptured records, scores them off the event loop and sends one
-  outcome per record; the batch's offsets are committed only after every outcome was acknowledged.
+- `score` takes micro-batches of ImageCaptured records, scores them off the event loop (the next batch
+  is fetched and decoded while the model runs this one) and sends one outcome per record, batch after batch
+  in order; a batch's offsets are committed only after every outcome was acknowledged.
 - `count` keeps one count state per classified partition (see counting.py) in a table whose changelog
   is co-partitioned with the classified topic.
 - a timer publishes the state of the partitions this worker owns to counts.partition-snapshots;
@@ -41,6 +42,7 @@ from stream_apps.scoring.batch import SOURCE, BatchScorer, CapturedRecord, Outco
 from stream_apps.scoring.counting import CountKey, apply_classified, empty_state, totals, window_end
 from stream_apps.scoring.decode import ImageLimits
 from stream_apps.scoring.image_store import ImageStore
+from stream_apps.scoring.in_order import InOrderBatches
 from stream_apps.scoring.pipeline import ScoringPipeline
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,19 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
         """Send and wait for every acknowledgement; only then may the batch's offsets be committed."""
         pending = [await send(outcome.event) for outcome in outcomes]
         await asyncio.gather(*pending)
+        # Deleted later, not now: a batch redelivered after a rebalance must still find its images and
+        # score them to the same outcome. A crash before the delay only leaves an image behind.
+        due = time.monotonic() + settings.delete_delay_s
+        pending_deletions.extend((due, target) for target in
+                                 (outcome.delete_after for outcome in outcomes) if target)
+
+    async def score_batch(records: list[CapturedRecord]) -> list[Outcome]:
+        model = await holder.ready()
+        try:
+            return await pipeline.score(records, model)
+        except Exception as error:  # a failing model must not lose the batch
+            log.exception("scoring a batch of %d failed; dead-lettering it", len(records))
+            return [dead_letter(record, None, error) for record in records]
 
     @app.task
     async def load_model_at_start() -> None:
@@ -132,22 +147,13 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
 
     @app.agent(captured, concurrency=1)
     async def score(stream):
+        """The next batch is fetched and decoded while the model runs this one and its outcomes are sent."""
         batch_wait = settings.scoring_batch_wait_ms / 1000
-        async for events in stream.take_events(settings.scoring_batch_size, within=batch_wait):
-            records = [CapturedRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key,
-                                      e.message.value) for e in events]
-            model = await holder.ready()
-            try:
-                outcomes = await pipeline.score(records, model)
-            except Exception as error:  # a failing model must not lose the batch
-                log.exception("scoring a batch of %d failed; dead-lettering it", len(records))
-                outcomes = [dead_letter(record, None, error) for record in records]
-            await send_outcomes(outcomes)
-            # Deleted later, not now: a batch redelivered after a rebalance must still find its images and
-            # score them to the same outcome. A crash before the delay only leaves an image behind.
-            due = time.monotonic() + settings.delete_delay_s
-            pending_deletions.extend((due, target) for target in
-                                     (outcome.delete_after for outcome in outcomes) if target)
+        async with InOrderBatches(send_outcomes, stream.ack) as batches:
+            async for events in stream.take_events(settings.scoring_batch_size, within=batch_wait):
+                records = [CapturedRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key,
+                                          e.message.value) for e in events]
+                await batches.submit(events, score_batch(records))
 
     @app.timer(1.0)
     async def delete_due_images() -> None:
