@@ -10,6 +10,7 @@ from wastex.lazy_group import LazyGroup
 BENCHMARKS: dict[str, str] = {
     "scoring": "bench.scoring:scoring",
     "training": "bench.training:training",
+    "versions": "bench.versions:versions",
 }
 
 

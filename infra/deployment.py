@@ -28,12 +28,22 @@ def _run_outside_transaction(settings: Settings, statement: str) -> None:
             cursor.execute(statement)
 
 
-def create_deployment(settings: Settings) -> Settings:
-    """Settings of a new deployment: a fresh database at the schema head and its own provisioned topics."""
+def create_database(settings: Settings) -> Settings:
+    """Settings of a fresh database at the schema head (and a topic prefix of the same name, unprovisioned)."""
     name = f"t{uuid.uuid4().hex[:10]}"
     isolated = dataclasses.replace(settings, topic_prefix=f"{name}.", postgres_db=name)
     _run_outside_transaction(settings, f'CREATE DATABASE "{name}"')
     upgrade_to_head(isolated)
+    return isolated
+
+
+def drop_database(isolated: Settings) -> None:
+    _run_outside_transaction(isolated, f'DROP DATABASE IF EXISTS "{isolated.postgres_db}" WITH (FORCE)')
+
+
+def create_deployment(settings: Settings) -> Settings:
+    """Settings of a new deployment: a fresh database at the schema head and its own provisioned topics."""
+    isolated = create_database(settings)
     ensure_topics(isolated)
     return isolated
 
@@ -44,7 +54,7 @@ def drop_deployment(isolated: Settings) -> None:
     if names:
         for future in admin.delete_topics(names).values():
             future.result()
-    _run_outside_transaction(isolated, f'DROP DATABASE IF EXISTS "{isolated.postgres_db}" WITH (FORCE)')
+    drop_database(isolated)
 
 
 def environment(isolated: Settings, **extra: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ from minio import Minio
 from infra.publisher import EventPublisher
 from schemas.codec import new_event
 from schemas.events import Event, EventType, format_timestamp
+from schemas.image_keys import image_object_key
 
 SOURCE = "producers"
 CONTENT_TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "webp": "image/webp",
@@ -27,17 +28,12 @@ class CapturedImage:
     captured_at: datetime | None = None
 
 
-def object_key(sha256: str, content_type: str) -> str:
-    extension = content_type.split("/")[1].replace("jpeg", "jpg")
-    return f"images/{sha256}.{extension}"
-
-
 def captured_event(image: CapturedImage, bucket: str) -> Event:
     """The validated ImageCaptured event of an image stored under its content address in `bucket`."""
     sha256 = hashlib.sha256(image.data).hexdigest()
     return new_event(EventType.IMAGE_CAPTURED, {
         "bucket": bucket,
-        "object_key": object_key(sha256, image.content_type),
+        "object_key": image_object_key(sha256, image.content_type),
         "sha256": sha256,
         "size_bytes": len(image.data),
         "content_type": image.content_type,

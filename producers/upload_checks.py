@@ -19,11 +19,10 @@ from infra.clients import minio_client
 from infra.publisher import EventPublisher, PublishError
 from infra.settings import Settings
 from producers.capture import CaptureSink
+from schemas.image_keys import FORMAT_TYPES
 
 # Decoder name -> the content type ImageCaptured allows. MPO is what many cameras write: a JPEG with a
 # second frame appended, readable by every JPEG decoder.
-FORMAT_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
-                "BMP": "image/bmp", "GIF": "image/gif", "TIFF": "image/tiff"}
 _DECODERS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")  # PIL's JPEG decoder is the one that opens MPO
 _ACCEPTED = "JPEG, PNG, WebP, BMP, GIF or TIFF"
 _IDENTIFIER = re.compile(r"\S{1,64}")

@@ -7,10 +7,8 @@ import warnings
 
 from PIL import Image, UnidentifiedImageError
 
-FORMAT_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
-                "BMP": "image/bmp", "GIF": "image/gif", "TIFF": "image/tiff"}
-EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/bmp": "bmp", "image/gif": "gif",
-              "image/tiff": "tiff"}
+from schemas.image_keys import FORMAT_TYPES
+
 _DECODERS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 
 
@@ -48,8 +46,3 @@ def check_image(data: bytes, max_bytes: int, max_pixels: int) -> str:
     except Exception as error:  # cut-off or damaged data surfaces only when decoding
         raise ImageRefused(f"corrupt or truncated {image_format} image: {error}") from None
     return FORMAT_TYPES[image_format]
-
-
-def object_key(sha256: str, content_type: str) -> str:
-    """Content-addressed, in the form every producer writes."""
-    return f"images/{sha256}.{EXTENSIONS[content_type]}"

@@ -7,13 +7,11 @@ A key is accepted only in the exact form producers write (`images/<sha256>.<ext>
 from __future__ import annotations
 
 import io
-import re
 
 from PIL import Image
 
-IMAGE_KEY = re.compile(r"images/(?P<sha256>[0-9a-f]{64})\.(?P<ext>jpg|png|webp|bmp|gif|tiff)")
-CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "bmp": "image/bmp",
-                 "gif": "image/gif", "tiff": "image/tiff"}
+from schemas.image_keys import CONTENT_TYPES, IMAGE_KEY
+
 THUMBNAIL_SIZE = (240, 240)
 _DECODERS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 

@@ -23,9 +23,10 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from infra.db.models import ImportedImage
 from infra.settings import Settings
 from review_ui.class_registry import ClassNameError, ensure_class, find_class, normalise_class_name
-from review_ui.image_checks import ImageRefused, check_image, object_key
+from review_ui.image_checks import ImageRefused, check_image
 from review_ui.label_events import LabelContext, label_assigned
 from review_ui.outbox import enqueue
+from schemas.image_keys import image_object_key
 
 MAX_FILE_NAME = 255
 
@@ -87,7 +88,7 @@ class LabelledImporter:
         except ImageRefused as error:
             return ImportOutcome(file_name, "refused", str(error))
         sha256 = hashlib.sha256(data).hexdigest()
-        key = object_key(sha256, content_type)
+        key = image_object_key(sha256, content_type)
         try:
             self._storage.put_object(self._settings.bucket_images, key, io.BytesIO(data), len(data),
                                      content_type=content_type)

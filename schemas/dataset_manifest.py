@@ -89,13 +89,16 @@ def read_manifest(path: Path) -> list[ManifestRow]:
     return rows
 
 
+def manifest_bytes(rows: Iterable[ManifestRow]) -> bytes:
+    """The JSON Lines text of rows: the same rows in the same order always give the same bytes (and checksum)."""
+    return "".join(json.dumps(row.to_json(), ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+
+
 def write_manifest(path: Path, rows: Iterable[ManifestRow]) -> None:
     """Write rows as JSON Lines; the file appears complete or not at all."""
     path = Path(path)
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    with partial.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row.to_json(), ensure_ascii=False) + "\n")
+    partial.write_bytes(manifest_bytes(rows))
     partial.replace(path)
 
 

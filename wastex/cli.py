@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "ood-photos": "training_job.ood_photos:ood_photos",
     "bench": "bench.cli:bench",
     "ui": "review_ui.cli:ui",
+    "dataset": "stream_apps.builder.cli:dataset",
 }
 
 

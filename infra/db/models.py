@@ -167,3 +167,48 @@ class LabelOutbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_label_outbox_unpublished", id, postgresql_where=published_at.is_(None)),)
+
+
+class DatasetVersion(Base):
+    """A dataset version: its parent plus the delta rows in `dataset_entries`, never a copy of the parent.
+
+    A snapshot version holds its full membership as entries, so resolution stops there.
+    """
+
+    __tablename__ = "dataset_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"))
+    snapshot: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The CreateVersionRequested it answers: a replayed request finds its version instead of making another.
+    request_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    notes: Mapped[str] = mapped_column(Text, default="", server_default="")
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"total": n, "per_class": {...}, "per_split": {...}}
+    changes: Mapped[dict[str, int]] = mapped_column(JSON)  # {"added": n, "relabelled": n, "removed": n}
+    classes_introduced: Mapped[list[str]] = mapped_column(JSON, default=list)
+    manifest_uri: Mapped[str | None] = mapped_column(String(512))
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64))
+    announced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # DatasetVersionCreated acked
+    active: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    # At most one version is the active one (the one training uses by default).
+    __table_args__ = (Index("uq_dataset_versions_one_active", active, unique=True, postgresql_where=active),)
+
+
+class DatasetEntry(Base):
+    """One image's state in one version: present with a label and split, or removed from the parent's set."""
+
+    __tablename__ = "dataset_entries"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    present: Mapped[bool] = mapped_column(Boolean)
+    label: Mapped[str | None] = mapped_column(String(64))
+    split: Mapped[str | None] = mapped_column(String(8))
+    object_key: Mapped[str | None] = mapped_column(String(1024))
+
+    # An image's latest state along a version chain is found through this index, not by scanning versions.
+    __table_args__ = (Index("ix_dataset_entries_sha256_version", sha256, version_id),)

@@ -19,9 +19,10 @@ from PIL import Image
 from infra.clients import minio_client
 from infra.publisher import EventPublisher
 from infra.settings import Settings
-from producers.capture import CaptureSink, object_key
+from producers.capture import CaptureSink
 from producers.http_ingest import create_ingest_app
 from producers.upload_checks import open_sink
+from schemas.image_keys import image_object_key as object_key
 from tests.images import png_header_only
 from tests.integration.captured_tail import CapturedTail
 

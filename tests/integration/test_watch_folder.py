@@ -22,9 +22,10 @@ from PIL import Image
 from infra.clients import minio_client
 from infra.publisher import EventPublisher, PublishError
 from infra.settings import Settings
-from producers.capture import CaptureSink, object_key
+from producers.capture import CaptureSink
 from producers.upload_checks import open_sink
 from producers.watch_folder import FolderWatcher, Outcome, WatchResult
+from schemas.image_keys import image_object_key as object_key
 from tests.integration.captured_tail import CapturedTail
 
 

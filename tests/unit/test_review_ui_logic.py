@@ -10,7 +10,7 @@ from PIL import Image
 
 from review_ui.class_registry import ClassNameError, normalise_class_name
 from review_ui.counts_view import WindowKey, minute_series
-from review_ui.image_checks import ImageRefused, check_image, object_key
+from review_ui.image_checks import ImageRefused, check_image
 from review_ui.image_proxy import ForbiddenKey, checked_key, thumbnail
 from review_ui.label_events import LabelContext, event_id_for, image_discarded, label_assigned, label_retracted
 from review_ui.operators import OperatorError, check_username
@@ -19,6 +19,7 @@ from review_ui.security import safe_next
 from review_ui.views.pages import readable_rule
 from schemas.codec import encode
 from schemas.events import EventType, route
+from schemas.image_keys import image_object_key as object_key
 
 SHA = "ab" * 32
 
