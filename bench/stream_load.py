@@ -1,6 +1,6 @@
 """(c) of the scoring benchmark: the full path producer -> Kafka/MinIO -> worker -> routed event.
 
-Runs in an isolated deployment (own topics, own database, own bucket) with one real scoring worker.
+Runs in an isolated deployment (own topics, database and buckets) with one real scoring worker.
 The images are uploaded first; the timed part publishes their events, as a burst for the sustained rate
 and then paced at 70% of it for latency, which is measured to the broker timestamp of the routed record.
 """
@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 from confluent_kafka import TopicPartition
-from minio import Minio
-from minio.deleteobjects import DeleteObject
 
 from infra.clients import kafka_consumer, minio_client
 from infra.deployment import create_deployment, drop_deployment
@@ -119,19 +117,10 @@ def _publish_paced(publisher: EventPublisher, stored: list[Event], rate: float, 
     return sent
 
 
-def _remove_bucket(client: Minio, bucket: str) -> None:
-    objects = [DeleteObject(o.object_name) for o in client.list_objects(bucket, recursive=True)]
-    for error in client.remove_objects(bucket, objects):
-        raise RuntimeError(f"could not remove {error.name} from {bucket}: {error.message}")
-    client.remove_bucket(bucket)
-
-
 def measure_stream(settings: Settings, keras_file: Path, info: ArtefactInfo, photos: list[bytes],
                    latency_seconds: float, log_dir: Path) -> StreamFigures:
     isolated = create_deployment(settings)
     client = minio_client(isolated)
-    bucket = f"wastex-bench-{uuid.uuid4().hex[:8]}"
-    client.make_bucket(bucket)
     # Images stay put for the whole run: the same photo is captured again in the latency phase.
     worker = WorkerProcess(isolated, "bench-scoring", _free_port(), log_dir, WASTEX_DELETE_DELAY_S="86400")
     try:
@@ -139,7 +128,7 @@ def measure_stream(settings: Settings, keras_file: Path, info: ArtefactInfo, pho
                                 tau_softmax=info.tau_softmax)
         promote(isolated, imported.version, promoted_by="bench")
         publisher = EventPublisher(isolated)
-        sink = CaptureSink(client, bucket, publisher)
+        sink = CaptureSink(client, isolated.bucket_images, publisher)
         with ThreadPoolExecutor(4) as pool:
             stored = list(pool.map(sink.store, captured_images(photos)))
         worker.start().wait_serving(timeout_s=300)
@@ -162,7 +151,6 @@ def measure_stream(settings: Settings, keras_file: Path, info: ArtefactInfo, pho
     finally:
         worker.stop()
         drop_deployment(isolated)
-        _remove_bucket(client, bucket)
     return StreamFigures(pipeline_ips, rate, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)),
                          len(routed.routed_at))
 

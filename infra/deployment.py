@@ -1,4 +1,4 @@
-"""An isolated deployment on the shared servers: its own topic prefix and its own database.
+"""An isolated deployment on the shared servers: its own topic prefix, database and buckets.
 
 Tests and benchmarks run side by side with a live system this way, and drop everything afterwards.
 """
@@ -12,9 +12,12 @@ from contextlib import closing
 
 import psycopg2
 from confluent_kafka.admin import AdminClient
+from minio import Minio
+from minio.deleteobjects import DeleteObject
 
+from infra.clients import minio_client
 from infra.db.migrate import upgrade_to_head
-from infra.provision import ensure_topics
+from infra.provision import ensure_buckets, ensure_topics
 from infra.settings import Settings
 
 
@@ -42,10 +45,23 @@ def drop_database(isolated: Settings) -> None:
 
 
 def create_deployment(settings: Settings) -> Settings:
-    """Settings of a new deployment: a fresh database at the schema head and its own provisioned topics."""
+    """Settings of a new deployment: a fresh database at the schema head, its own topics and buckets."""
     isolated = create_database(settings)
+    name = isolated.postgres_db
+    isolated = dataclasses.replace(isolated, bucket_images=f"{name}-images", bucket_datasets=f"{name}-datasets",
+                                   bucket_models=f"{name}-models")
     ensure_topics(isolated)
+    ensure_buckets(isolated)
     return isolated
+
+
+def _remove_bucket(client: Minio, bucket: str) -> None:
+    if not client.bucket_exists(bucket):
+        return
+    objects = [DeleteObject(o.object_name) for o in client.list_objects(bucket, recursive=True)]
+    for error in client.remove_objects(bucket, objects):
+        raise RuntimeError(f"could not remove s3://{bucket}/{error.name}: {error.message}")
+    client.remove_bucket(bucket)
 
 
 def drop_deployment(isolated: Settings) -> None:
@@ -54,10 +70,14 @@ def drop_deployment(isolated: Settings) -> None:
     if names:
         for future in admin.delete_topics(names).values():
             future.result()
+    client = minio_client(isolated)
+    for bucket in isolated.buckets:
+        _remove_bucket(client, bucket)
     drop_database(isolated)
 
 
 def environment(isolated: Settings, **extra: str) -> dict[str, str]:
     """Environment variables that point a `wastex` sub-process at the deployment."""
     return {**os.environ, "WASTEX_TOPIC_PREFIX": isolated.topic_prefix, "WASTEX_POSTGRES_DB": isolated.postgres_db,
-            **extra}
+            "WASTEX_BUCKET_IMAGES": isolated.bucket_images, "WASTEX_BUCKET_DATASETS": isolated.bucket_datasets,
+            "WASTEX_BUCKET_MODELS": isolated.bucket_models, **extra}

@@ -88,6 +88,10 @@ class Settings:
     scoring_web_port: int
     keep_sample_rate: float
     delete_delay_s: float
+    builder_web_port: int
+    version_every_labels: int
+    version_every_hours: float
+    version_snapshot_depth: int
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -156,6 +160,10 @@ def load_settings() -> Settings:
         scoring_web_port=_env_int("WASTEX_SCORING_WEB_PORT", 6066),
         keep_sample_rate=float(_env("WASTEX_KEEP_SAMPLE_RATE", "0")),
         delete_delay_s=float(_env("WASTEX_DELETE_DELAY_S", "120")),
+        builder_web_port=_env_int("WASTEX_BUILDER_WEB_PORT", 6067),
+        version_every_labels=_env_int("WASTEX_VERSION_EVERY_LABELS", 0),
+        version_every_hours=float(_env("WASTEX_VERSION_EVERY_HOURS", "0")),
+        version_snapshot_depth=_env_int("WASTEX_VERSION_SNAPSHOT_DEPTH", 16),
     )
 
 

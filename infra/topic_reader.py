@@ -36,3 +36,13 @@ class TopicReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+    @classmethod
+    def collect(cls, isolated: Settings, seconds: float, *names: str) -> dict[str, list[Event]]:
+        """Everything the topics hold after `seconds` of reading from their start."""
+        reader = cls(isolated, *names)
+        try:
+            reader.poll(seconds)
+        finally:
+            reader.close()
+        return reader.events

@@ -7,9 +7,9 @@ import unicodedata
 from collections.abc import Iterable
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from infra.db.classes import add_class
 from infra.db.models import WasteClass
 
 MAX_CLASS_NAME = 64
@@ -44,14 +44,10 @@ def find_class(session: Session, name: str) -> WasteClass | None:
 def ensure_class(session: Session, raw_name: str, created_by: str) -> tuple[WasteClass, bool]:
     """The registered class of that name (any case), created if missing; True when this call created it."""
     name = normalise_class_name(raw_name)
-    inserted = session.execute(
-        insert(WasteClass).values(name=name, created_by=created_by[:64])
-        .on_conflict_do_nothing(index_elements=[func.lower(WasteClass.name)])
-        .returning(WasteClass.id)
-    ).scalar_one_or_none()
+    inserted = add_class(session, name, created_by)
     found = find_class(session, name)
     assert found is not None  # inserted now or by someone else before
-    return found, inserted is not None
+    return found, inserted
 
 
 def register_classes(session: Session, names: Iterable[str], created_by: str) -> None:

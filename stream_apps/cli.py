@@ -33,6 +33,20 @@ def scoring(name: str, web_port: int | None, loglevel: str) -> None:
     faust.Worker(app, loglevel=loglevel).execute_from_commandline()
 
 
+@worker.command()
+@click.option("--name", default="builder-1", show_default=True, help="Worker name (its own data directory).")
+@click.option("--web-port", type=int, help="Port of the worker's web server (default WASTEX_BUILDER_WEB_PORT).")
+@click.option("--loglevel", default="info", type=click.Choice(["crit", "error", "warn", "info", "debug"]))
+def builder(name: str, web_port: int | None, loglevel: str) -> None:
+    """Build dataset versions: the label log staged per image, a delta version per CreateVersionRequested."""
+    import faust
+
+    from stream_apps.builder.app import create_app
+
+    app = create_app(load_settings(), worker_name=name, web_port=web_port)
+    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+
+
 @click.command()
 def counts() -> None:
     """Print the current totals per class and per camera (from the compacted counts topic)."""

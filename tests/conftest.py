@@ -9,6 +9,7 @@ import pytest
 from infra.settings import Settings, load_settings
 
 LAYERS = ("unit", "integration", "browser")
+pytest_plugins = ["tests.deployments"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -16,7 +16,8 @@ from sqlalchemy import CTE, Select, delete, false, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session, sessionmaker
 
-from infra.db.models import DatasetEntry, DatasetVersion
+from infra.db.classes import add_class
+from infra.db.models import DatasetEntry, DatasetVersion, StagedLabel
 from schemas.dataset_manifest import SPLITS, split_for_digest
 
 
@@ -122,55 +123,61 @@ class VersionStore:
 
         With a `request_id` that already made a version, that version is returned and nothing is written.
         """
-        latest = {change.sha256: change for change in changes}  # a later change of one image wins
         with self._sessions.begin() as session:
-            if request_id is not None:
-                existing = session.scalars(select(DatasetVersion).where(DatasetVersion.request_id == request_id)
-                                           ).one_or_none()
-                if existing is not None:
-                    return existing
-            if session.scalar(select(DatasetVersion.id).where(DatasetVersion.name == name)) is not None:
-                raise VersionError(f"a dataset version named {name!r} exists already")
-            base = None
-            if parent is not None:
-                base = session.scalars(select(DatasetVersion).where(DatasetVersion.name == parent)).one_or_none()
-                if base is None:
-                    raise VersionError(f"no parent dataset version named {parent!r}")
-            before = {} if base is None else {
-                row.sha256: row for row in session.execute(_nearest_entries(base.id, list(latest))) if row.present}
-            stats = empty_stats() if base is None else {
-                "total": base.stats["total"], "per_class": dict(base.stats["per_class"]),
-                "per_split": dict(base.stats["per_split"])}
-            rows, tally = [], Counter({"added": 0, "relabelled": 0, "removed": 0})
-            for sha256, change in latest.items():
-                old = before.get(sha256)
-                if change.label is None:
-                    if old is None:
-                        continue
-                    _count(stats, old.label, old.split, -1)
-                    rows.append({"sha256": sha256, "present": False, "label": None, "split": None,
-                                 "object_key": None})
-                    tally["removed"] += 1
+            return self.create_in(session, name, parent, changes, created_by=created_by, notes=notes,
+                                  request_id=request_id)
+
+    def create_in(self, session: Session, name: str, parent: str | None, changes: Iterable[Change], *,
+                  created_by: str, notes: str = "", request_id: str | None = None) -> DatasetVersion:
+        """`create` inside the caller's transaction (the builder clears its staging in the same one)."""
+        latest = {change.sha256: change for change in changes}  # a later change of one image wins
+        if request_id is not None:
+            existing = session.scalars(select(DatasetVersion).where(DatasetVersion.request_id == request_id)
+                                       ).one_or_none()
+            if existing is not None:
+                return existing
+        if session.scalar(select(DatasetVersion.id).where(DatasetVersion.name == name)) is not None:
+            raise VersionError(f"a dataset version named {name!r} exists already")
+        base = None
+        if parent is not None:
+            base = session.scalars(select(DatasetVersion).where(DatasetVersion.name == parent)).one_or_none()
+            if base is None:
+                raise VersionError(f"no parent dataset version named {parent!r}")
+        before = {} if base is None else {
+            row.sha256: row for row in session.execute(_nearest_entries(base.id, list(latest))) if row.present}
+        stats = empty_stats() if base is None else {
+            "total": base.stats["total"], "per_class": dict(base.stats["per_class"]),
+            "per_split": dict(base.stats["per_split"])}
+        rows, tally = [], Counter({"added": 0, "relabelled": 0, "removed": 0})
+        for sha256, change in latest.items():
+            old = before.get(sha256)
+            if change.label is None:
+                if old is None:
                     continue
-                if old is not None and old.label == change.label:
-                    continue
-                split = old.split if old is not None else change.split or split_for_digest(sha256)
-                if old is not None:
-                    _count(stats, old.label, old.split, -1)
-                _count(stats, change.label, split, +1)
-                rows.append({"sha256": sha256, "present": True, "label": change.label, "split": split,
-                             "object_key": change.object_key or (old.object_key if old else None)})
-                tally["relabelled" if old is not None else "added"] += 1
-            known = set() if base is None else set(base.stats["per_class"])
-            version = DatasetVersion(name=name, parent_id=None if base is None else base.id, snapshot=base is None,
-                                     request_id=request_id, created_by=created_by, notes=notes, stats=stats,
-                                     changes=dict(tally),
-                                     classes_introduced=sorted(set(stats["per_class"]) - known))
-            session.add(version)
-            session.flush()
-            if rows:
-                session.execute(insert(DatasetEntry), [{"version_id": version.id, **row} for row in rows])
-            return version
+                _count(stats, old.label, old.split, -1)
+                rows.append({"sha256": sha256, "present": False, "label": None, "split": None, "object_key": None})
+                tally["removed"] += 1
+                continue
+            if old is not None and old.label == change.label:
+                continue
+            split = old.split if old is not None else change.split or split_for_digest(sha256)
+            if old is not None:
+                _count(stats, old.label, old.split, -1)
+            _count(stats, change.label, split, +1)
+            rows.append({"sha256": sha256, "present": True, "label": change.label, "split": split,
+                         "object_key": change.object_key or (old.object_key if old else None)})
+            tally["relabelled" if old is not None else "added"] += 1
+        known = set() if base is None else set(base.stats["per_class"])
+        version = DatasetVersion(name=name, parent_id=None if base is None else base.id, snapshot=base is None,
+                                 request_id=request_id, created_by=created_by, notes=notes, stats=stats,
+                                 changes=dict(tally), classes_introduced=sorted(set(stats["per_class"]) - known))
+        session.add(version)
+        for class_name in version.classes_introduced:
+            add_class(session, class_name, created_by)
+        session.flush()
+        if rows:
+            session.execute(insert(DatasetEntry), [{"version_id": version.id, **row} for row in rows])
+        return version
 
     def members(self, name: str) -> list[Member]:
         """The full membership of a version, resolved along its delta chain, in sha256 order."""
@@ -178,6 +185,27 @@ class VersionStore:
         with self._sessions() as session:
             return [Member(row.sha256, row.label, row.split, row.object_key)
                     for row in session.execute(_nearest_entries(version.id)) if row.present]
+
+    def members_page(self, name: str, *, label: str | None = None, split: str | None = None, offset: int = 0,
+                     limit: int = 48) -> tuple[list[Member], int]:
+        """One page of a version's members (optionally of one class and split), and how many match."""
+        nearest = _nearest_entries(self.get(name).id).subquery()
+        query = select(nearest).where(nearest.c.present)
+        if label is not None:
+            query = query.where(nearest.c.label == label)
+        if split is not None:
+            query = query.where(nearest.c.split == split)
+        with self._sessions() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery()))
+            rows = session.execute(query.order_by(nearest.c.sha256).offset(offset).limit(limit))
+            return [Member(row.sha256, row.label, row.split, row.object_key) for row in rows], total
+
+    def lineage(self, name: str) -> list[DatasetVersion]:
+        """The version and its ancestors, nearest first."""
+        chain = [self.get(name)]
+        while (parent := self.parent_name(chain[-1])) is not None:
+            chain.append(self.get(parent))
+        return chain
 
     def chain_length(self, name: str) -> int:
         """How many versions a resolution of `name` reads (1 for a snapshot)."""
@@ -212,6 +240,16 @@ class VersionStore:
                 result.relabelled.append((previous, member))
         result.removed = [member for sha256, member in before.items() if sha256 not in after]
         return result
+
+    def staged(self) -> list[StagedLabel]:
+        """The builder's staged decisions that no version has taken yet, oldest first."""
+        with self._sessions() as session:
+            query = select(StagedLabel).where(StagedLabel.pending).order_by(StagedLabel.decided_at)
+            return list(session.scalars(query))
+
+    def staged_count(self) -> int:
+        with self._sessions() as session:
+            return session.scalar(select(func.count()).select_from(StagedLabel).where(StagedLabel.pending))
 
     def record_manifest(self, name: str, uri: str, sha256: str) -> None:
         with self._sessions.begin() as session:

@@ -212,3 +212,25 @@ class DatasetEntry(Base):
 
     # An image's latest state along a version chain is found through this index, not by scanning versions.
     __table_args__ = (Index("ix_dataset_entries_sha256_version", sha256, version_id),)
+
+
+class StagedLabel(Base):
+    """The version builder's staging: the latest label-log decision per image not yet in a version.
+
+    `log_partition`/`log_offset` locate the decision in the label log (keyed by image, so one partition per
+    image): an event at or before them is a redelivery and changes nothing.
+    """
+
+    __tablename__ = "staged_labels"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str | None] = mapped_column(String(64))  # None: discarded or retracted, leave it out
+    object_key: Mapped[str] = mapped_column(String(1024))
+    event_id: Mapped[str] = mapped_column(String(36))
+    event_type: Mapped[str] = mapped_column(String(32))
+    operator_id: Mapped[str] = mapped_column(String(64))
+    log_partition: Mapped[int] = mapped_column(Integer)
+    log_offset: Mapped[int] = mapped_column(Integer)
+    # False once a version took the decision; the row stays as the offset mark for redeliveries.
+    pending: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

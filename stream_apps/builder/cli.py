@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import click
@@ -14,6 +16,8 @@ from infra.clients import db_sessions, minio_client
 from infra.db.dataset_versions import VersionError, VersionStore
 from infra.publisher import EventPublisher
 from infra.settings import load_settings
+from schemas.codec import InvalidEvent, new_event
+from schemas.events import EventType
 from stream_apps.builder.announcer import VersionAnnouncer
 from stream_apps.builder.registration import SeedRegistrar
 from stream_apps.builder.seed_folder import SeedFolderError, read_mapping, seed_images
@@ -136,6 +140,49 @@ def diff(older: str, newer: str, as_json: bool) -> None:
         table.add_row("relabelled", new.sha256[:12], f"{old.label} -> {new.label}")
     console.print(table)
     console.print(f"{len(result.added)} added, {len(result.removed)} removed, {len(result.relabelled)} relabelled")
+
+
+@dataset.command()
+@click.option("--name", help="Name of the new version (default: the builder picks v<N>).")
+@click.option("--parent", help="Parent version (default: the active version).")
+@click.option("--notes", default="", help="Free text kept with the version.")
+@click.option("--by", "requested_by", default="cli", show_default=True, help="Who asks for it.")
+@click.option("--wait", "wait_s", default=120.0, show_default=True, help="Seconds to wait for the builder.")
+def create(name: str | None, parent: str | None, notes: str, requested_by: str, wait_s: float) -> None:
+    """Ask the builder (`wastex worker builder`) for a version = parent + the staged labels, and wait for it."""
+    settings = load_settings()
+    request_id = f"cli-{uuid.uuid4().hex}"
+    payload = {"request_id": request_id, "requested_by": requested_by, "notes": notes, "trigger": "manual"}
+    payload.update({key: value for key, value in (("name", name), ("parent", parent)) if value})
+    try:
+        request = new_event(EventType.CREATE_VERSION_REQUESTED, payload, "cli")
+    except InvalidEvent as error:
+        raise click.ClickException(str(error)) from None
+    publisher = EventPublisher(settings)
+    publisher.publish(request)
+    publisher.flush()
+    store = VersionStore(db_sessions(settings))
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        version = store.by_request(request_id)
+        if version is not None and version.announced_at is not None:
+            _print_stats(version.stats, f"{version.name} (parent {store.parent_name(version) or 'none'}): "
+                                        f"{version.changes}")
+            return
+        time.sleep(0.5)
+    raise click.ClickException(f"no version for request {request_id} after {wait_s:.0f} s: is `wastex worker "
+                               f"builder` running? The request stays queued and will be answered.")
+
+
+@dataset.command()
+def staged() -> None:
+    """Label decisions waiting for the next version (latest per image)."""
+    rows = _store().staged()
+    table = Table("image", "decision", "by", "at", title=f"{len(rows)} staged decisions")
+    for row in rows:
+        table.add_row(row.sha256[:12], row.label or f"leave out ({row.event_type})", row.operator_id,
+                      f"{row.decided_at:%Y-%m-%d %H:%M:%S}")
+    console.print(table)
 
 
 @dataset.command()

@@ -35,8 +35,8 @@ from schemas.topics import (
     IMAGES_CAPTURED,
     IMAGES_CLASSIFIED,
     IMAGES_OOD,
-    TopicSpec,
 )
+from stream_apps.raw_topics import raw_topic
 from stream_apps.scoring.active_model import ActiveModel, load_production_model
 from stream_apps.scoring.batch import SOURCE, BatchScorer, CapturedRecord, Outcome, dead_letter
 from stream_apps.scoring.counting import CountKey, apply_classified, empty_state, totals, window_end
@@ -70,12 +70,6 @@ class ModelHolder:
         return self.current
 
 
-def _raw_topic(app: faust.App, settings: Settings, spec: TopicSpec) -> faust.TopicT:
-    return app.topic(spec.full_name(settings.topic_prefix), key_type=bytes, value_type=bytes,
-                     key_serializer="raw", value_serializer="raw",
-                     partitions=spec.partition_count(settings.image_partitions))
-
-
 def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int | None = None) -> faust.App:
     web_port = web_port or settings.scoring_web_port
     datadir = settings.state_dir / "faust" / worker_name
@@ -106,11 +100,11 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
         settings.keep_sample_rate,
     ))
     holder = ModelHolder(settings, pipeline)
-    captured = _raw_topic(app, settings, IMAGES_CAPTURED)
-    classified = _raw_topic(app, settings, IMAGES_CLASSIFIED)
-    outputs = {spec.name: _raw_topic(app, settings, spec)
+    captured = raw_topic(app, settings, IMAGES_CAPTURED)
+    classified = raw_topic(app, settings, IMAGES_CLASSIFIED)
+    outputs = {spec.name: raw_topic(app, settings, spec)
                for spec in (IMAGES_CLASSIFIED, IMAGES_OOD, DEAD_LETTERS, COUNTS_TOTALS, COUNTS_WINDOWS)}
-    snapshots = _raw_topic(app, settings, COUNTS_SNAPSHOTS)
+    snapshots = raw_topic(app, settings, COUNTS_SNAPSHOTS)
     # Untyped JSON both ways: keys come back as str and values as dict after a changelog recovery.
     json_by_text = faust.Schema(key_serializer="json", value_serializer="json")
     count_state = app.Table("count-state", partitions=settings.image_partitions, schema=json_by_text)

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from infra.deployment import create_deployment, drop_deployment
 from infra.services import all_services
 from infra.settings import Settings
-from tests.review_ui_support import FlaggedImages, LiveServer
+from tests.review_ui_support import LiveServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -30,20 +29,6 @@ def running_services(settings: Settings) -> None:
         pytest.fail(f"services not healthy: {', '.join(unhealthy)}; run `wastex infra up` first", pytrace=False)
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing; run scripts/install-chromium (make test does)", pytrace=False)
-
-
-@pytest.fixture(scope="module")
-def deployment(settings: Settings) -> Iterator[Settings]:
-    isolated = create_deployment(settings)
-    yield isolated
-    drop_deployment(isolated)
-
-
-@pytest.fixture(scope="module")
-def flagged(deployment: Settings) -> Iterator[FlaggedImages]:
-    images = FlaggedImages(deployment)
-    yield images
-    images.cleanup()
 
 
 @pytest.fixture(scope="module")

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
-from minio import Minio
-from minio.deleteobjects import DeleteObject
 from PIL import Image
+from sqlalchemy import select
 
 from infra.clients import db_sessions, minio_client
 from infra.db.dataset_versions import VersionStore
-from infra.deployment import create_deployment, drop_deployment, environment
+from infra.db.models import WasteClass
+from infra.deployment import environment
 from infra.publisher import EventPublisher
 from infra.settings import Settings
 from infra.topic_reader import TopicReader
@@ -27,28 +24,6 @@ from schemas.events import EventType
 from stream_apps.builder.announcer import VersionAnnouncer
 
 WASTEX = str(Path(sys.executable).with_name("wastex"))
-
-
-def _empty_bucket(client: Minio, bucket: str) -> None:
-    objects = [DeleteObject(o.object_name) for o in client.list_objects(bucket, recursive=True)]
-    for error in client.remove_objects(bucket, objects):
-        raise RuntimeError(f"could not remove {error.name}: {error.message}")
-    client.remove_bucket(bucket)
-
-
-@pytest.fixture()
-def deployment(settings: Settings) -> Iterator[Settings]:
-    """Own topics, database and buckets: manifests are named after versions, which other tests reuse."""
-    isolated = create_deployment(settings)
-    isolated = dataclasses.replace(isolated, bucket_images=f"{isolated.postgres_db}-images",
-                                   bucket_datasets=f"{isolated.postgres_db}-datasets")
-    client = minio_client(isolated)
-    for bucket in (isolated.bucket_images, isolated.bucket_datasets):
-        client.make_bucket(bucket)
-    yield isolated
-    for bucket in (isolated.bucket_images, isolated.bucket_datasets):
-        _empty_bucket(client, bucket)
-    drop_deployment(isolated)
 
 
 def _photo(folder: Path, name: str, seed: int, image_format: str = "JPEG") -> Path:
@@ -60,12 +35,11 @@ def _photo(folder: Path, name: str, seed: int, image_format: str = "JPEG") -> Pa
 
 
 def _run(deployment: Settings, *args: str) -> subprocess.CompletedProcess:
-    env = environment(deployment, WASTEX_BUCKET_IMAGES=deployment.bucket_images,
-                      WASTEX_BUCKET_DATASETS=deployment.bucket_datasets)
-    return subprocess.run([WASTEX, "dataset", *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([WASTEX, "dataset", *args], env=environment(deployment), capture_output=True, text=True,
+                          timeout=120)
 
 
-def test_a_folder_registers_once_with_mapped_classes_and_an_announced_manifest(deployment: Settings,
+def test_a_folder_registers_once_with_mapped_classes_and_an_announced_manifest(fresh_deployment: Settings,
                                                                                 tmp_path: Path) -> None:
     seed = tmp_path / "seed"
     for index in range(4):
@@ -76,24 +50,26 @@ def test_a_folder_registers_once_with_mapped_classes_and_an_announced_manifest(d
     mapping = tmp_path / "mapping.json"
     mapping.write_text(json.dumps({"trash": "Miscellaneous Trash"}))
 
-    first = _run(deployment, "register", str(seed), "--name", "v1", "--mapping", str(mapping))
+    first = _run(fresh_deployment, "register", str(seed), "--name", "v1", "--mapping", str(mapping))
     assert first.returncode == 1, first.stderr  # the broken file is refused and named
     assert "refused" in first.stdout and "broken.jpg" in first.stdout
     assert "8 images uploaded, 0 already stored" in first.stdout
 
-    again = _run(deployment, "register", str(seed), "--name", "v1-again", "--mapping", str(mapping))
+    again = _run(fresh_deployment, "register", str(seed), "--name", "v1-again", "--mapping", str(mapping))
     assert "registered already as v1" in again.stdout
     assert "0 images uploaded, 8 already stored" in again.stdout
 
-    store = VersionStore(db_sessions(deployment))
+    store = VersionStore(db_sessions(fresh_deployment))
     assert [v.name for v in store.versions()] == ["v1"]
     version = store.get("v1")
     assert version.active and version.announced_at is not None
     assert version.stats["per_class"] == {"glass": 4, "Miscellaneous Trash": 4}
+    with db_sessions(fresh_deployment)() as session:  # the classes it introduced join the class registry
+        assert set(session.scalars(select(WasteClass.name))) == {"glass", "Miscellaneous Trash"}
     members = store.members("v1")
     assert all(m.split == split_for_digest(m.sha256) for m in members)
 
-    client = minio_client(deployment)
+    client = minio_client(fresh_deployment)
     bucket, key = version.manifest_uri.removeprefix("s3://").split("/", 1)
     data = client.get_object(bucket, key).read()
     assert hashlib.sha256(data).hexdigest() == version.manifest_sha256
@@ -103,12 +79,7 @@ def test_a_folder_registers_once_with_mapped_classes_and_an_announced_manifest(d
         image_bucket, image_key = row.image.removeprefix("s3://").split("/", 1)
         assert hashlib.sha256(client.get_object(image_bucket, image_key).read()).hexdigest() == row.sha256
 
-    reader = TopicReader(deployment, "dataset.versions")
-    try:
-        reader.poll(3)
-    finally:
-        reader.close()
-    created = reader.events["dataset.versions"]
+    created = TopicReader.collect(fresh_deployment, 3, "dataset.versions")["dataset.versions"]
     assert len(created) == 1 and created[0].event_type is EventType.DATASET_VERSION_CREATED
     payload = created[0].payload
     assert payload["version_name"] == "v1" and payload["parent"] is None
@@ -116,25 +87,21 @@ def test_a_folder_registers_once_with_mapped_classes_and_an_announced_manifest(d
     assert payload["stats"]["total"] == 8 and payload["new_classes"] == ["Miscellaneous Trash", "glass"]
 
 
-def test_announcing_again_after_a_crash_repeats_the_same_event_and_manifest(deployment: Settings,
+def test_announcing_again_after_a_crash_repeats_the_same_event_and_manifest(fresh_deployment: Settings,
                                                                               tmp_path: Path) -> None:
     seed = tmp_path / "seed"
     for split, offset in (("train", 0), ("val", 10), ("test", 20)):
         for index in range(2):
             _photo(seed / split / "metal", f"m{index}.jpg", offset + index)
-    result = _run(deployment, "register", str(seed), "--name", "v1")
+    result = _run(fresh_deployment, "register", str(seed), "--name", "v1")
     assert result.returncode == 0, result.stdout + result.stderr
-    store = VersionStore(db_sessions(deployment))
+    store = VersionStore(db_sessions(fresh_deployment))
     assert store.get("v1").stats["per_split"] == {"train": 2, "val": 2, "test": 2}  # the folders' splits
 
     # A builder that died after publishing but before marking the version announced publishes again.
-    announcer = VersionAnnouncer(deployment, store, minio_client(deployment), EventPublisher(deployment))
+    announcer = VersionAnnouncer(fresh_deployment, store, minio_client(fresh_deployment),
+                                 EventPublisher(fresh_deployment))
     repeated = announcer.announce("v1")
-    reader = TopicReader(deployment, "dataset.versions")
-    try:
-        reader.poll(3)
-    finally:
-        reader.close()
-    events = reader.events["dataset.versions"]
+    events = TopicReader.collect(fresh_deployment, 3, "dataset.versions")["dataset.versions"]
     assert len(events) == 2 and {e.event_id for e in events} == {repeated.event_id}
     assert events[0].payload["manifest"] == events[1].payload["manifest"]

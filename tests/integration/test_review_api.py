@@ -6,7 +6,6 @@ import io
 import itertools
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,13 +15,10 @@ from sqlalchemy import select
 
 from infra.clients import db_sessions, kafka_producer
 from infra.db.models import ImportedImage, LabelOutbox, ReviewItem, WasteClass
-from infra.deployment import create_deployment, drop_deployment
 from infra.publisher import EventPublisher
 from infra.settings import Settings
 from infra.topic_reader import TopicReader
-from review_ui.app import create_app
 from review_ui.cli import ui
-from review_ui.services import UiServices
 from schemas.codec import encode, new_event
 from schemas.events import Event, EventType, format_timestamp
 from schemas.topics import IMAGES_OOD
@@ -38,27 +34,6 @@ from tests.review_ui_support import (
 )
 
 SEEDS = itertools.count(10_000)  # distinct image bytes per test: the label log is keyed by image
-
-
-@pytest.fixture(scope="module")
-def deployment(settings: Settings) -> Iterator[Settings]:
-    isolated = create_deployment(settings)
-    yield isolated
-    drop_deployment(isolated)
-
-
-@pytest.fixture(scope="module")
-def flagged(deployment: Settings) -> Iterator[FlaggedImages]:
-    images = FlaggedImages(deployment)
-    yield images
-    images.cleanup()
-
-
-@pytest.fixture(scope="module")
-def app(deployment: Settings) -> Iterator[Flask]:
-    services = UiServices.create(deployment).start()
-    yield create_app(services)
-    services.stop()
 
 
 @pytest.fixture()

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy import select
 
 from infra.clients import db_sessions, minio_client
 from infra.db.models import LabelOutbox
-from infra.deployment import create_deployment, drop_deployment
 from infra.publisher import EventPublisher
 from infra.settings import Settings
 from infra.topic_reader import TopicReader
@@ -21,13 +18,6 @@ from review_ui.outbox import OutboxDrainer
 from review_ui.projection import project
 from review_ui.services import UiServices
 from tests.review_ui_support import FlaggedImages, SignedIn, add_operator, wait_until
-
-
-@pytest.fixture()
-def deployment(settings: Settings) -> Iterator[Settings]:
-    isolated = create_deployment(settings)
-    yield isolated
-    drop_deployment(isolated)
 
 
 def _unreachable_broker(isolated: Settings) -> EventPublisher:

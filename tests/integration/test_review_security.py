@@ -5,40 +5,15 @@ from __future__ import annotations
 import io
 import re
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
 
 from infra.clients import minio_client
-from infra.deployment import create_deployment, drop_deployment
 from infra.settings import Settings
-from review_ui.app import create_app
-from review_ui.services import UiServices
 from tests.review_ui_support import PASSWORD, FlaggedImages, SignedIn, add_operator, photo, wait_until
 
 MARKUP = '<script>alert("x")</script><img src=x onerror=alert(1)>'
-
-
-@pytest.fixture(scope="module")
-def deployment(settings: Settings) -> Iterator[Settings]:
-    isolated = create_deployment(settings)
-    yield isolated
-    drop_deployment(isolated)
-
-
-@pytest.fixture(scope="module")
-def app(deployment: Settings) -> Iterator[Flask]:
-    services = UiServices.create(deployment).start()
-    yield create_app(services)
-    services.stop()
-
-
-@pytest.fixture(scope="module")
-def flagged(deployment: Settings) -> Iterator[FlaggedImages]:
-    images = FlaggedImages(deployment)
-    yield images
-    images.cleanup()
 
 
 @pytest.fixture(scope="module")
