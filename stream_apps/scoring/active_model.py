@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +35,21 @@ def load_model_folder(version: str, folder: Path, threads: int | None = None) ->
 
 
 def fetch_artefact(settings: Settings, version: str, artefact_uri: str) -> Path:
-    """Download an artefact once into the state directory; artefacts never change after upload."""
+    """Download an artefact once into the state directory; artefacts never change after upload.
+
+    Workers sharing the state directory may download at the same time: each fills a folder of its own and
+    renames it into place, so a reader never sees a half-downloaded artefact.
+    """
     folder = settings.state_dir / "models" / version
-    if not (folder / KERAS_FILE).exists():
-        bucket, prefix = parse_s3_uri(artefact_uri)
-        download_prefix(minio_client(settings), bucket, prefix, folder)
+    if (folder / KERAS_FILE).exists():
+        return folder
+    bucket, prefix = parse_s3_uri(artefact_uri)
+    partial = folder.with_name(f".{version}.{uuid.uuid4().hex}.partial")
+    download_prefix(minio_client(settings), bucket, prefix, partial)
+    try:
+        partial.rename(folder)
+    except OSError:  # another worker's complete copy is in place already
+        shutil.rmtree(partial, ignore_errors=True)
     return folder
 
 
