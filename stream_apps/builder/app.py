@@ -31,6 +31,7 @@ from stream_apps.builder.announcer import SOURCE, VersionAnnouncer
 from stream_apps.builder.label_log import LABEL_EVENTS, LabelLogReader, LogPosition
 from stream_apps.builder.version_builder import VersionBuilder
 from stream_apps.raw_topics import raw_topic
+from stream_apps.stream_app import StreamApp
 
 log = logging.getLogger(__name__)
 POLICY_CHECK_S = 30.0
@@ -40,7 +41,7 @@ def create_app(settings: Settings, worker_name: str = "builder-1", web_port: int
     web_port = web_port or settings.builder_web_port
     datadir = settings.state_dir / "faust" / worker_name
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = StreamApp(
         f"{settings.topic_prefix}builder",
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",

@@ -44,6 +44,7 @@ from stream_apps.scoring.decode import ImageLimits
 from stream_apps.scoring.image_store import ImageStore
 from stream_apps.scoring.in_order import InOrderBatches
 from stream_apps.scoring.pipeline import ScoringPipeline
+from stream_apps.stream_app import StreamApp
 
 log = logging.getLogger(__name__)
 MODEL_POLL_S = 5.0
@@ -74,7 +75,7 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
     web_port = web_port or settings.scoring_web_port
     datadir = settings.state_dir / "faust" / worker_name
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = StreamApp(
         f"{settings.topic_prefix}scoring",  # the prefix keeps deployments' groups and changelogs apart
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
