@@ -11,6 +11,7 @@ BENCHMARKS: dict[str, str] = {
     "scoring": "bench.scoring:scoring",
     "training": "bench.training:training",
     "versions": "bench.versions:versions",
+    "swap": "bench.swap:swap",
 }
 
 

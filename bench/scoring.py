@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from bench.models import untrained_head_model
 from bench.photos import sample_photos, trashnet_dir
 from bench.report import print_figures
 from bench.stream_load import measure_stream
@@ -25,11 +26,8 @@ from infra.settings import load_settings
 from schemas.codec import encode
 from schemas.model_artefact import (
     KERAS_FILE,
-    SEED_TAU_ENERGY,
-    SEED_TAU_SOFTMAX,
     ArtefactInfo,
     read_artefact_info,
-    write_artefact_info,
 )
 from schemas.ood_scores import energy_score
 from stream_apps.scoring.active_model import ActiveModel, load_model_folder
@@ -39,7 +37,6 @@ from stream_apps.scoring.pipeline import ScoringPipeline
 
 log = logging.getLogger(__name__)
 BATCH = 32
-TRASHNET_CLASSES = ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
 
 
 class PhotosInMemory:
@@ -53,18 +50,6 @@ class PhotosInMemory:
 
     def delete(self, bucket: str, key: str) -> None:
         """Nothing to free: the photos are reused by the next measurement."""
-
-
-def _untrained_head_model(folder: Path) -> None:
-    """ImageNet EfficientNet-Lite0 with a seeded 6-class head: the serving cost of a trained model."""
-    import keras
-
-    from training_job.backbones.registry import build_backbone
-
-    extractor, _, _ = build_backbone("efficientnet_lite0", "imagenet")
-    head = keras.layers.Dense(len(TRASHNET_CLASSES), kernel_initializer=keras.initializers.GlorotUniform(seed=0))
-    keras.Model(extractor.input, head(extractor.output)).save(folder / KERAS_FILE)
-    write_artefact_info(folder, ArtefactInfo(TRASHNET_CLASSES, SEED_TAU_ENERGY, SEED_TAU_SOFTMAX))
 
 
 def _images_per_second(count: int, run: Callable[[], object], repeats: int = 3) -> float:
@@ -142,7 +127,7 @@ def scoring(dataset: Path | None, model_dir: Path | None, images: int, stream_im
         folder = Path(scratch) / "model"
         folder.mkdir()
         if model_dir is None:
-            _untrained_head_model(folder)
+            untrained_head_model(folder)
         else:
             for name in (KERAS_FILE, "classes.txt", "thresholds.json"):
                 (folder / name).write_bytes((model_dir / name).read_bytes())

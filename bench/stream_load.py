@@ -52,13 +52,13 @@ def captured_events(photos: list[bytes], bucket: str) -> list[Event]:
     return [captured_event(image, bucket) for image in captured_images(photos)]
 
 
-def _recaptured(event: Event) -> Event:
+def recaptured(event: Event) -> Event:
     """The same stored image captured again now: a new event id and a capture time of this moment."""
     now = utc_now()
     return new_event(EventType.IMAGE_CAPTURED, {**event.payload, "captured_at": now}, SOURCE, occurred_at=now)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -99,19 +99,19 @@ class RoutedRecords:
 
 def _publish_burst(publisher: EventPublisher, stored: list[Event]) -> tuple[list[Event], float]:
     started = time.time()
-    burst = [_recaptured(event) for event in stored]
+    burst = [recaptured(event) for event in stored]
     for event in burst:
         publisher.publish(event)
     publisher.flush()
     return burst, started
 
 
-def _publish_paced(publisher: EventPublisher, stored: list[Event], rate: float, seconds: float) -> list[Event]:
+def publish_paced(publisher: EventPublisher, stored: list[Event], rate: float, seconds: float) -> list[Event]:
     sent: list[Event] = []
     started = time.monotonic()
     for index in range(int(rate * seconds)):
         time.sleep(max(0.0, started + index / rate - time.monotonic()))
-        sent.append(_recaptured(stored[index % len(stored)]))
+        sent.append(recaptured(stored[index % len(stored)]))
         publisher.publish(sent[-1])
     publisher.flush()
     return sent
@@ -122,7 +122,7 @@ def measure_stream(settings: Settings, keras_file: Path, info: ArtefactInfo, pho
     isolated = create_deployment(settings)
     client = minio_client(isolated)
     # Images stay put for the whole run: the same photo is captured again in the latency phase.
-    worker = WorkerProcess(isolated, "bench-scoring", _free_port(), log_dir, WASTEX_DELETE_DELAY_S="86400")
+    worker = WorkerProcess(isolated, "bench-scoring", free_port(), log_dir, WASTEX_DELETE_DELAY_S="86400")
     try:
         imported = import_model(isolated, keras_file, info.classes, tau_energy=info.tau_energy,
                                 tau_softmax=info.tau_softmax)
@@ -142,7 +142,7 @@ def measure_stream(settings: Settings, keras_file: Path, info: ArtefactInfo, pho
             pipeline_ips = len(burst) / (max(routed.routed_at[e.event_id] for e in burst) - started)
 
             rate = LATENCY_SHARE * pipeline_ips
-            paced = _publish_paced(publisher, stored, rate, latency_seconds)
+            paced = publish_paced(publisher, stored, rate, latency_seconds)
             routed.wait_for({e.event_id for e in paced}, 300)
             latencies = [1000 * (routed.routed_at[e.event_id] - parse_timestamp(e.occurred_at).timestamp())
                          for e in paced]

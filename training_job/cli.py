@@ -78,6 +78,22 @@ def promote_command(version: str, promoted_by: str) -> None:
     console.print(f"{version}: promoted to production")
 
 
+@model.command(name="rollback")
+@click.option("--to", "to_version", help="The model to serve again (default: the one before the current).")
+@click.option("--by", "promoted_by", default="operator", show_default=True, help="Who rolls back.")
+def rollback_command(to_version: str | None, promoted_by: str) -> None:
+    """Serve an earlier model again; every scoring worker swaps to it."""
+    from training_job.model_registry import RegistryError, rollback
+
+    try:
+        event = rollback(load_settings(), to_version, promoted_by)
+    except RegistryError as error:
+        console.print(f"[red]✗ {error}[/]")
+        sys.exit(1)
+    payload = event.payload
+    console.print(f"{payload['model_version']}: serving again (was {payload['previous_model_version']})")
+
+
 @click.command()
 @click.option("--dataset", "dataset_path", required=True, type=click.Path(exists=True, path_type=Path),
               help="A manifest file, a folder of class folders, or a folder of train/val/test folders.")

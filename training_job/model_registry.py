@@ -105,6 +105,15 @@ def list_models(settings: Settings) -> list[ModelVersion]:
         return list(session.scalars(select(ModelVersion).order_by(ModelVersion.created_at)))
 
 
+def record_metrics(settings: Settings, version: str, metrics: dict[str, float]) -> None:
+    """Keep a version's evaluation figures with it (ModelPromoted carries them)."""
+    with db_sessions(settings).begin() as session:
+        target = session.scalars(select(ModelVersion).where(ModelVersion.version == version)).one_or_none()
+        if target is None:
+            raise RegistryError(f"no model version {version!r} in the registry")
+        target.metrics = dict(metrics)
+
+
 def promote(settings: Settings, version: str, promoted_by: str, action: str = "promote") -> Event:
     """Make `version` the production model and announce it on models.promoted."""
     Session = db_sessions(settings)
@@ -116,6 +125,7 @@ def promote(settings: Settings, version: str, promoted_by: str, action: str = "p
                                    .with_for_update()).one_or_none()
         if previous is not None and previous.version != version:
             previous.status = "retired"
+            session.flush()  # first: the one-production index refuses a second production row even mid-flush
         target.status = "production"
         target.promoted_at = datetime.now(UTC)
         event = new_event(EventType.MODEL_PROMOTED, {
@@ -134,3 +144,16 @@ def promote(settings: Settings, version: str, promoted_by: str, action: str = "p
         publisher.publish(event)
         publisher.flush()
     return event
+
+
+def rollback(settings: Settings, to_version: str | None, promoted_by: str) -> Event:
+    """Serve an earlier model again: `to_version`, else the one promoted most recently before the current."""
+    if to_version is None:
+        with db_sessions(settings)() as session:
+            earlier = session.scalars(select(ModelVersion)
+                                      .where(ModelVersion.status != "production", ModelVersion.promoted_at.is_not(None))
+                                      .order_by(ModelVersion.promoted_at.desc()).limit(1)).one_or_none()
+        if earlier is None:
+            raise RegistryError("no earlier production model to roll back to")
+        to_version = earlier.version
+    return promote(settings, to_version, promoted_by, action="rollback")

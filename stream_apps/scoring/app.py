@@ -8,6 +8,8 @@ Agents:
   is co-partitioned with the classified topic.
 - a timer publishes the state of the partitions this worker owns to counts.partition-snapshots;
   `aggregate` (one partition, so one worker) sums them into counts.totals and counts.windows.
+- a task loads the production model, then follows models.promoted (every worker, see promotions.py) and
+  swaps to each promoted model between batches, without a restart.
 """
 
 from __future__ import annotations
@@ -16,17 +18,20 @@ import asyncio
 import copy
 import json
 import logging
+import posixpath
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
+import numpy as np
 from faust.types import TP
 
 from infra.clients import minio_client
 from infra.settings import Settings
 from schemas.codec import InvalidEvent, decode_event, encode, new_event
-from schemas.events import EventType, parse_timestamp, route, utc_now
+from schemas.events import Event, EventType, parse_timestamp, route, utc_now
 from schemas.topics import (
     COUNTS_SNAPSHOTS,
     COUNTS_TOTALS,
@@ -37,13 +42,14 @@ from schemas.topics import (
     IMAGES_OOD,
 )
 from stream_apps.raw_topics import raw_topic
-from stream_apps.scoring.active_model import ActiveModel, load_production_model
+from stream_apps.scoring.active_model import ActiveModel, fetch_artefact, load_model_folder, load_production_model
 from stream_apps.scoring.batch import SOURCE, BatchScorer, CapturedRecord, Outcome, dead_letter
 from stream_apps.scoring.counting import CountKey, apply_classified, empty_state, totals, window_end
 from stream_apps.scoring.decode import ImageLimits
 from stream_apps.scoring.image_store import ImageStore
 from stream_apps.scoring.in_order import InOrderBatches
 from stream_apps.scoring.pipeline import ScoringPipeline
+from stream_apps.scoring.promotions import PromotionFeed
 from stream_apps.stream_app import StreamApp
 
 log = logging.getLogger(__name__)
@@ -51,11 +57,13 @@ MODEL_POLL_S = 5.0
 
 
 class ModelHolder:
-    """The model this worker serves; loaded in the model thread, awaited until one exists."""
+    """The model this worker serves. A batch takes the current one when it starts, so a swap lands between
+    batches; the next model is loaded and warmed up in a thread of its own while the current one serves."""
 
     def __init__(self, settings: Settings, pipeline: ScoringPipeline) -> None:
         self._settings = settings
         self._pipeline = pipeline
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="model-loader")
         self.current: ActiveModel | None = None
 
     async def ready(self) -> ActiveModel:
@@ -69,6 +77,33 @@ class ModelHolder:
             else:
                 log.info("serving model %s (%s)", self.current.version, self.current.runtime.runtime)
         return self.current
+
+    async def swap(self, promoted: Event) -> None:
+        """Serve the promoted model from the next batch on; a model that fails to load leaves the old one."""
+        version = promoted.payload["model_version"]
+        if self.current is not None and self.current.version == version:
+            return
+        folder_uri = posixpath.dirname(promoted.payload["artefact_uri"])
+        loop = asyncio.get_running_loop()
+        try:
+            model = await loop.run_in_executor(self._loader, self._load_warm, version, folder_uri)
+        except Exception:
+            log.exception("model %s could not be loaded; still serving %s", version,
+                          self.current.version if self.current else None)
+            return
+        previous, self.current = self.current, model
+        log.info("serving model %s (%s) instead of %s", version, model.runtime.runtime,
+                 previous.version if previous else None)
+
+    def _load_warm(self, version: str, folder_uri: str) -> ActiveModel:
+        model = load_model_folder(version, fetch_artefact(self._settings, version, folder_uri))
+        size = model.input_size
+        # The first call allocates the interpreter's tensors; paying for it here keeps it off a live batch.
+        model.runtime.logits(np.zeros((self._settings.scoring_batch_size, size, size, 3), np.float32))
+        return model
+
+    def close(self) -> None:
+        self._loader.shutdown(wait=False, cancel_futures=True)
 
 
 def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int | None = None) -> faust.App:
@@ -137,8 +172,17 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
             return [dead_letter(record, None, error) for record in records]
 
     @app.task
-    async def load_model_at_start() -> None:
-        await holder.ready()
+    async def serve_promoted_models() -> None:
+        """Load the production model, then swap to every model promoted after it."""
+        feed = PromotionFeed(settings)
+        await feed.start()  # before loading: a promotion in between is read, not missed
+        try:
+            await holder.ready()
+            async for promoted in feed.events():
+                await holder.swap(promoted)
+        finally:
+            await feed.stop()
+            holder.close()
 
     @app.agent(captured, concurrency=1)
     async def score(stream):

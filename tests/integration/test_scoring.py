@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 import requests
 from minio.error import S3Error
-from PIL import Image
 
 from infra.clients import kafka_producer, minio_client
 from infra.deployment import create_deployment, drop_deployment
@@ -26,39 +23,19 @@ from schemas.codec import new_event
 from schemas.events import Event, EventType
 from schemas.topics import IMAGES_CAPTURED
 from stream_apps.worker_process import WorkerProcess
+from tests.controlled_models import GREEN, GREY, METAL_GLASS, RED, controlled_model, photo
 from tests.images import png_header_only
 from training_job.model_registry import import_model, promote
 
-CLASSES = ["metal", "glass"]
-RED, GREEN, GREY = (220, 20, 20), (20, 220, 20), (128, 128, 128)
+CLASSES, CLASS_WEIGHTS = METAL_GLASS
 OUTPUT_TOPICS = ("images.classified", "images.ood", "dead-letters")
 MAX_BYTES = 150_000
-
-
-def _controlled_model(path: Path) -> Path:
-    """Logits the test controls: +-0.3 * (mean red - mean green). Red -> metal, green -> glass, grey -> flat."""
-    inputs = keras.Input((32, 32, 3))
-    means = keras.layers.GlobalAveragePooling2D()(inputs)
-    dense = keras.layers.Dense(2, use_bias=False)
-    outputs = dense(means)
-    dense.set_weights([np.array([[0.3, -0.3], [-0.3, 0.3], [0.0, 0.0]], dtype=np.float32)])
-    keras.Model(inputs, outputs).save(path)
-    return path
-
-
-def _photo(colour: tuple[int, int, int], seed: int, fmt: str = "JPEG") -> bytes:
-    """A distinct image of one dominant colour (distinct bytes: images are content-addressed)."""
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(np.array(colour) + rng.integers(-8, 9, size=(48, 64, 3)), 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format=fmt)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
 def deployment(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     isolated = create_deployment(settings)
-    model_file = _controlled_model(tmp_path_factory.mktemp("model") / "controlled.keras")
+    model_file = controlled_model(tmp_path_factory.mktemp("model") / "controlled.keras", CLASS_WEIGHTS)
     imported = import_model(isolated, model_file, CLASSES, tau_energy=-5.0, tau_softmax=0.7)
     assert imported.export.exported, imported.export.detail
     promote(isolated, imported.version, promoted_by="test")
@@ -109,17 +86,17 @@ def test_every_image_is_classified_flagged_or_dead_lettered_once(deployment: Set
         worker.wait_serving()
         sink = _sink(deployment)
         good = [(RED, i) for i in range(6)] + [(GREEN, i) for i in range(6, 10)] + [(GREY, i) for i in range(10, 13)]
-        events = {colour_seed: sink.store(CapturedImage(_photo(*colour_seed), "image/jpeg", "cam-a", "site-t"))
+        events = {colour_seed: sink.store(CapturedImage(photo(*colour_seed), "image/jpeg", "cam-a", "site-t"))
                   for colour_seed in good}
         bad = {
             "not_an_image": sink.store(CapturedImage(b"plain text, not pixels", "image/jpeg", "cam-b", "site-t")),
-            "truncated_image": sink.store(CapturedImage(_photo(RED, 99)[:400], "image/jpeg", "cam-b", "site-t")),
+            "truncated_image": sink.store(CapturedImage(photo(RED, 99)[:400], "image/jpeg", "cam-b", "site-t")),
             "too_many_pixels": sink.store(CapturedImage(png_header_only(60_000, 60_000), "image/png", "cam-b",
                                                         "site-t")),
             "too_many_bytes": sink.store(CapturedImage(
                 np.random.default_rng(1).integers(0, 255, 300_000, dtype=np.uint8).tobytes(), "image/png",
                 "cam-b", "site-t")),
-            "missing_object": sink.store(CapturedImage(_photo(GREEN, 98), "image/jpeg", "cam-b", "site-t")),
+            "missing_object": sink.store(CapturedImage(photo(GREEN, 98), "image/jpeg", "cam-b", "site-t")),
         }
         minio_client(deployment).remove_object(deployment.bucket_images, bad["missing_object"].payload["object_key"])
         for event in [*events.values(), *bad.values()]:
@@ -180,7 +157,7 @@ def test_two_workers_one_restarted_mid_stream_keep_counts_exact(deployment: Sett
         second.wait_serving()
         for index in range(150):
             colour = colours[index % 3]
-            event = sink.store(CapturedImage(_photo(colour, 1000 + index), "image/jpeg", f"cam-{index % 5}",
+            event = sink.store(CapturedImage(photo(colour, 1000 + index), "image/jpeg", f"cam-{index % 5}",
                                              "site-t"))
             sink.publish(event)
             sent.append(event)

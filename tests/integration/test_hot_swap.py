@@ -1,0 +1,133 @@
+"""Promoted and rolled-back models reach every scoring worker without a restart, an image lost or counted twice."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.clients import minio_client
+from infra.deployment import create_deployment, drop_deployment
+from infra.publisher import EventPublisher
+from infra.settings import Settings
+from infra.topic_reader import TopicReader
+from producers.capture import CapturedImage, CaptureSink
+from schemas.events import Event
+from stream_apps.worker_process import WorkerProcess
+from tests.controlled_models import GREEN, GREY, METAL_GLASS, METAL_GLASS_PAPER, RED, controlled_model, photo
+from training_job.model_registry import import_model, promote, rollback
+
+pytestmark = pytest.mark.integration
+OUTPUT_TOPICS = ("images.classified", "images.ood", "dead-letters")
+COLOURS = (RED, GREEN, GREY)
+
+
+@pytest.fixture(scope="module")
+def deployment(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    isolated = create_deployment(settings)
+    yield isolated
+    drop_deployment(isolated)
+
+
+def _import(isolated: Settings, folder: Path, name: str, classes_weights: tuple) -> str:
+    classes, weights = classes_weights
+    model = import_model(isolated, controlled_model(folder / f"{name}.keras", weights), classes,
+                         version=name, tau_energy=-5.0, tau_softmax=0.7)
+    assert model.export.exported, model.export.detail
+    return model.version
+
+
+class Camera:
+    """Publishes one image per call, cycling red, green and grey; remembers which phase each belongs to."""
+
+    def __init__(self, isolated: Settings) -> None:
+        self._sink = CaptureSink(minio_client(isolated), isolated.bucket_images, EventPublisher(isolated))
+        self.sent: list[tuple[str, tuple[int, int, int], Event]] = []
+
+    def shoot(self, phase: str) -> None:
+        index = len(self.sent)
+        colour = COLOURS[index % 3]
+        event = self._sink.store(CapturedImage(photo(colour, 5000 + index), "image/jpeg", f"cam-{index % 4}", "s"))
+        self._sink.publish(event)
+        self.sent.append((phase, colour, event))
+        time.sleep(0.04)
+
+    def flush(self) -> None:
+        self._sink.flush()
+
+
+def _serving(workers: list[WorkerProcess], version: str) -> bool:
+    return all(worker.wait_healthy(5)["model_version"] == version for worker in workers)
+
+
+def test_promotion_and_rollback_reach_every_worker_under_load(deployment: Settings, tmp_path: Path) -> None:
+    first = _import(deployment, tmp_path, "swap-first", METAL_GLASS)
+    second = _import(deployment, tmp_path, "swap-second", METAL_GLASS_PAPER)
+    promote(deployment, first, promoted_by="test")
+    workers = [WorkerProcess(deployment, f"swap-{i}", 6091 + i, tmp_path).start() for i in range(2)]
+    reader = TopicReader(deployment, *OUTPUT_TOPICS, "counts.totals")
+    camera = Camera(deployment)
+    try:
+        for worker in workers:
+            worker.wait_healthy(ready=lambda health: health["model_version"] == first)
+        for _ in range(24):
+            camera.shoot("first")
+        promote(deployment, second, promoted_by="test")
+        promoted = time.monotonic()
+        while not _serving(workers, second):  # images keep coming while the workers swap
+            camera.shoot("swapping")
+            assert time.monotonic() - promoted < 60, "the promoted model did not reach every worker"
+        swap_s = time.monotonic() - promoted
+        for _ in range(24):
+            camera.shoot("second")
+        rolled_back = rollback(deployment, None, promoted_by="test")
+        while not _serving(workers, first):
+            camera.shoot("swapping")
+            assert time.monotonic() - promoted < 120, "the rollback did not reach every worker"
+        for _ in range(24):
+            camera.shoot("first again")
+        camera.flush()
+        captured = {event.event_id for _, _, event in camera.sent}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not captured <= _outcomes(reader).keys():
+            reader.poll(1.0)
+        reader.poll(4.0)  # a duplicate would arrive late; so would the last counts
+        health = [worker.wait_healthy(5) for worker in workers]
+    finally:
+        reader.close()
+        for worker in workers:
+            worker.stop()
+
+    assert rolled_back.payload["model_version"] == first and rolled_back.payload["action"] == "rollback"
+    assert swap_s < 30
+    assert all(entry["model_version"] == first for entry in health)
+    outcomes = _outcomes(reader)
+    assert {event_id: len(found) for event_id, found in outcomes.items() if event_id in captured} == \
+        {event_id: 1 for event_id in captured}  # none lost, none twice
+    served = {phase: Counter() for phase in ("first", "second", "first again")}
+    for phase, colour, event in camera.sent:
+        topic, outcome = outcomes[event.event_id][0]
+        assert topic != "dead-letters", outcome.payload
+        if phase in served:
+            label = outcome.payload["predicted_class"] if topic == "images.classified" else None
+            served[phase][(colour, outcome.payload["model_version"], label)] += 1
+    assert served["first"] == {(RED, first, "metal"): 8, (GREEN, first, "glass"): 8, (GREY, first, None): 8}
+    assert served["second"] == {(RED, second, "metal"): 8, (GREEN, second, "glass"): 8, (GREY, second, "paper"): 8}
+    assert served["first again"] == {(RED, first, "metal"): 8, (GREEN, first, "glass"): 8, (GREY, first, None): 8}
+    papers = sum(1 for topic, outcome in (outcomes[e.event_id][0] for _, _, e in camera.sent)
+                 if topic == "images.classified" and outcome.payload["predicted_class"] == "paper")
+    counts = {event.payload["key"]: event.payload["count"] for event in reader.events["counts.totals"]
+              if event.payload["scope"] == "class"}
+    assert counts["paper"] == papers >= 8  # the new class is counted as soon as the new model serves
+
+
+def _outcomes(reader: TopicReader) -> dict[str, list[tuple[str, Event]]]:
+    found: dict[str, list[tuple[str, Event]]] = {}
+    for topic in OUTPUT_TOPICS:
+        for event in reader.events[topic]:
+            captured = event.payload.get("captured_event_id") or event.payload.get("original_event_id")
+            found.setdefault(captured, []).append((topic, event))
+    return found
