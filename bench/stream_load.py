@@ -19,6 +19,7 @@ import numpy as np
 from confluent_kafka import TopicPartition
 
 from infra.clients import kafka_consumer, minio_client
+from infra.db.registry import promote
 from infra.deployment import create_deployment, drop_deployment
 from infra.publisher import EventPublisher
 from infra.settings import Settings
@@ -28,7 +29,7 @@ from schemas.events import Event, EventType, parse_timestamp, utc_now
 from schemas.model_artefact import ArtefactInfo
 from schemas.topics import DEAD_LETTERS, IMAGES_CLASSIFIED, IMAGES_OOD
 from stream_apps.worker_process import WorkerProcess
-from training_job.model_registry import import_model, promote
+from training_job.model_registry import import_model
 
 WARM_UP_IMAGES = 64
 LATENCY_SHARE = 0.7
@@ -126,7 +127,7 @@ def measure_stream(settings: Settings, keras_file: Path, info: ArtefactInfo, pho
     try:
         imported = import_model(isolated, keras_file, info.classes, tau_energy=info.tau_energy,
                                 tau_softmax=info.tau_softmax)
-        promote(isolated, imported.version, promoted_by="bench")
+        promote(isolated, imported.version, promoted_by="bench", source="bench")
         publisher = EventPublisher(isolated)
         sink = CaptureSink(client, isolated.bucket_images, publisher)
         with ThreadPoolExecutor(4) as pool:

@@ -23,6 +23,7 @@ from bench.photos import sample_photos, trashnet_dir
 from bench.report import print_figures
 from bench.stream_load import captured_images, free_port, publish_paced
 from infra.clients import kafka_consumer, minio_client
+from infra.db.registry import promote
 from infra.deployment import create_deployment, drop_deployment
 from infra.publisher import EventPublisher
 from infra.settings import Settings, load_settings
@@ -31,7 +32,7 @@ from schemas.events import Event, EventType
 from schemas.model_artefact import KERAS_FILE, read_artefact_info
 from schemas.topics import DEAD_LETTERS, IMAGES_CLASSIFIED, IMAGES_OOD
 from stream_apps.worker_process import WorkerProcess
-from training_job.model_registry import import_model, promote
+from training_job.model_registry import import_model
 
 
 class OutcomeTally:
@@ -108,7 +109,7 @@ def swap(dataset: Path | None, worker_count: int, rate: float, seconds: float, a
     try:
         with tempfile.TemporaryDirectory(prefix="wastex-bench-") as scratch:
             first, second = _import_models(isolated, Path(scratch))
-            promote(isolated, first, promoted_by="bench")
+            promote(isolated, first, promoted_by="bench", source="bench")
             publisher = EventPublisher(isolated)
             sink = CaptureSink(minio_client(isolated), isolated.bucket_images, publisher)
             stored = [sink.store(image) for image in captured_images(photos)]
@@ -121,7 +122,7 @@ def swap(dataset: Path | None, worker_count: int, rate: float, seconds: float, a
             load.start()
             time.sleep(seconds / 3)
             promoted = time.monotonic()
-            promote(isolated, second, promoted_by="bench")
+            promote(isolated, second, promoted_by="bench", source="bench")
             _wait_all_serving(workers, second, 120)
             swap_s = time.monotonic() - promoted
             load.join()

@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from review_ui import security
 from review_ui.services import UiServices
-from review_ui.views import api, auth, images, pages, versions
+from review_ui.views import api, auth, images, models, pages, versions
 
 SESSION_LIFETIME = timedelta(hours=12)
 
@@ -30,7 +30,8 @@ def create_app(services: UiServices) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]  # documents keep their documented field order
     app.extensions["wastex_ui"] = services
     security.install(app)
-    for blueprint in (auth.blueprint, pages.blueprint, api.blueprint, images.blueprint, versions.blueprint):
+    for blueprint in (auth.blueprint, pages.blueprint, api.blueprint, images.blueprint, versions.blueprint,
+                      models.blueprint):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(HTTPException)

@@ -33,8 +33,8 @@ def import_command(keras_file: Path, classes_file: Path, version: str | None, ta
                    tau_softmax: float | None, promote: bool | None) -> None:
     """Register KERAS_FILE: export to LiteRT (checked against Keras), upload, record in the registry."""
     from infra.db.registry import production_model
-    from training_job.model_registry import RegistryError, import_model, read_class_file
-    from training_job.model_registry import promote as promote_version
+    from infra.db.registry import promote as promote_version
+    from training_job.model_registry import SOURCE, RegistryError, import_model, read_class_file
 
     settings = load_settings()
     try:
@@ -46,7 +46,7 @@ def import_command(keras_file: Path, classes_file: Path, version: str | None, ta
     state = "already registered" if imported.already_registered else "registered"
     console.print(f"{imported.version}: {state} at {imported.artefact_uri}; {imported.export.detail}")
     if promote or (promote is None and production_model(settings) is None):
-        promote_version(settings, imported.version, promoted_by="cli-import")
+        promote_version(settings, imported.version, promoted_by="cli-import", source=SOURCE)
         console.print(f"{imported.version}: promoted to production")
 
 
@@ -68,10 +68,11 @@ def list_command() -> None:
 @click.option("--by", "promoted_by", default="operator", show_default=True, help="Who promotes.")
 def promote_command(version: str, promoted_by: str) -> None:
     """Make VERSION the production model; every scoring worker is told through models.promoted."""
-    from training_job.model_registry import RegistryError, promote
+    from infra.db.registry import RegistryError, promote
+    from training_job.model_registry import SOURCE
 
     try:
-        promote(load_settings(), version, promoted_by)
+        promote(load_settings(), version, promoted_by, source=SOURCE)
     except RegistryError as error:
         console.print(f"[red]✗ {error}[/]")
         sys.exit(1)
@@ -83,10 +84,11 @@ def promote_command(version: str, promoted_by: str) -> None:
 @click.option("--by", "promoted_by", default="operator", show_default=True, help="Who rolls back.")
 def rollback_command(to_version: str | None, promoted_by: str) -> None:
     """Serve an earlier model again; every scoring worker swaps to it."""
-    from training_job.model_registry import RegistryError, rollback
+    from infra.db.registry import RegistryError, rollback
+    from training_job.model_registry import SOURCE
 
     try:
-        event = rollback(load_settings(), to_version, promoted_by)
+        event = rollback(load_settings(), to_version, promoted_by, source=SOURCE)
     except RegistryError as error:
         console.print(f"[red]✗ {error}[/]")
         sys.exit(1)

@@ -7,23 +7,19 @@ import logging
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
 
 from infra.clients import db_sessions, minio_client
 from infra.db.models import ModelVersion
+from infra.db.registry import RegistryError
 from infra.object_store import upload_folder
-from infra.publisher import EventPublisher
 from infra.settings import Settings
-from schemas.codec import new_event
-from schemas.events import Event, EventType
 from schemas.model_artefact import (
     KERAS_FILE,
     SEED_TAU_ENERGY,
     SEED_TAU_SOFTMAX,
-    SERVING_FILE,
     ArtefactInfo,
     write_artefact_info,
 )
@@ -31,10 +27,6 @@ from training_job.serving_export import ExportReport, export_litert
 
 log = logging.getLogger(__name__)
 SOURCE = "training_job"
-
-
-class RegistryError(ValueError):
-    """A registry request that cannot be carried out (unknown version, class count mismatch, ...)."""
 
 
 @dataclass(frozen=True)
@@ -112,48 +104,3 @@ def record_metrics(settings: Settings, version: str, metrics: dict[str, float]) 
         if target is None:
             raise RegistryError(f"no model version {version!r} in the registry")
         target.metrics = dict(metrics)
-
-
-def promote(settings: Settings, version: str, promoted_by: str, action: str = "promote") -> Event:
-    """Make `version` the production model and announce it on models.promoted."""
-    Session = db_sessions(settings)
-    with Session.begin() as session:
-        target = session.scalars(select(ModelVersion).where(ModelVersion.version == version)).one_or_none()
-        if target is None:
-            raise RegistryError(f"no model version {version!r} in the registry")
-        previous = session.scalars(select(ModelVersion).where(ModelVersion.status == "production")
-                                   .with_for_update()).one_or_none()
-        if previous is not None and previous.version != version:
-            previous.status = "retired"
-            session.flush()  # first: the one-production index refuses a second production row even mid-flush
-        target.status = "production"
-        target.promoted_at = datetime.now(UTC)
-        event = new_event(EventType.MODEL_PROMOTED, {
-            "model_version": target.version,
-            "artefact_uri": f"{target.artefact_uri}/{KERAS_FILE}",
-            "serving_uri": f"{target.artefact_uri}/{SERVING_FILE}" if target.has_serving_export else None,
-            "classes": list(target.classes),
-            "thresholds": {"tau_energy": target.tau_energy, "tau_softmax": target.tau_softmax},
-            "metrics": {k: float(v) for k, v in target.metrics.items() if isinstance(v, int | float)},
-            "promoted_by": promoted_by,
-            "previous_model_version": previous.version if previous is not None else None,
-            "action": action,
-        }, SOURCE)
-        # Announce before the transaction commits: if the broker is down, the promotion is not recorded.
-        publisher = EventPublisher(settings)
-        publisher.publish(event)
-        publisher.flush()
-    return event
-
-
-def rollback(settings: Settings, to_version: str | None, promoted_by: str) -> Event:
-    """Serve an earlier model again: `to_version`, else the one promoted most recently before the current."""
-    if to_version is None:
-        with db_sessions(settings)() as session:
-            earlier = session.scalars(select(ModelVersion)
-                                      .where(ModelVersion.status != "production", ModelVersion.promoted_at.is_not(None))
-                                      .order_by(ModelVersion.promoted_at.desc()).limit(1)).one_or_none()
-        if earlier is None:
-            raise RegistryError("no earlier production model to roll back to")
-        to_version = earlier.version
-    return promote(settings, to_version, promoted_by, action="rollback")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.clients import minio_client
+from infra.db.registry import promote, rollback
 from infra.deployment import create_deployment, drop_deployment
 from infra.publisher import EventPublisher
 from infra.settings import Settings
@@ -18,7 +19,7 @@ from producers.capture import CapturedImage, CaptureSink
 from schemas.events import Event
 from stream_apps.worker_process import WorkerProcess
 from tests.controlled_models import GREEN, GREY, METAL_GLASS, METAL_GLASS_PAPER, RED, controlled_model, photo
-from training_job.model_registry import import_model, promote, rollback
+from training_job.model_registry import import_model
 
 pytestmark = pytest.mark.integration
 OUTPUT_TOPICS = ("images.classified", "images.ood", "dead-letters")
@@ -66,7 +67,7 @@ def _serving(workers: list[WorkerProcess], version: str) -> bool:
 def test_promotion_and_rollback_reach_every_worker_under_load(deployment: Settings, tmp_path: Path) -> None:
     first = _import(deployment, tmp_path, "swap-first", METAL_GLASS)
     second = _import(deployment, tmp_path, "swap-second", METAL_GLASS_PAPER)
-    promote(deployment, first, promoted_by="test")
+    promote(deployment, first, promoted_by="test", source="test")
     workers = [WorkerProcess(deployment, f"swap-{i}", 6091 + i, tmp_path).start() for i in range(2)]
     reader = TopicReader(deployment, *OUTPUT_TOPICS, "counts.totals")
     camera = Camera(deployment)
@@ -75,7 +76,7 @@ def test_promotion_and_rollback_reach_every_worker_under_load(deployment: Settin
             worker.wait_healthy(ready=lambda health: health["model_version"] == first)
         for _ in range(24):
             camera.shoot("first")
-        promote(deployment, second, promoted_by="test")
+        promote(deployment, second, promoted_by="test", source="test")
         promoted = time.monotonic()
         while not _serving(workers, second):  # images keep coming while the workers swap
             camera.shoot("swapping")
@@ -83,7 +84,7 @@ def test_promotion_and_rollback_reach_every_worker_under_load(deployment: Settin
         swap_s = time.monotonic() - promoted
         for _ in range(24):
             camera.shoot("second")
-        rolled_back = rollback(deployment, None, promoted_by="test")
+        rolled_back = rollback(deployment, None, promoted_by="test", source="test")
         while not _serving(workers, first):
             camera.shoot("swapping")
             assert time.monotonic() - promoted < 120, "the rollback did not reach every worker"

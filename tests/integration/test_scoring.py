@@ -14,6 +14,7 @@ import requests
 from minio.error import S3Error
 
 from infra.clients import kafka_producer, minio_client
+from infra.db.registry import promote
 from infra.deployment import create_deployment, drop_deployment
 from infra.publisher import EventPublisher
 from infra.settings import Settings
@@ -25,7 +26,7 @@ from schemas.topics import IMAGES_CAPTURED
 from stream_apps.worker_process import WorkerProcess
 from tests.controlled_models import GREEN, GREY, METAL_GLASS, RED, controlled_model, photo
 from tests.images import png_header_only
-from training_job.model_registry import import_model, promote
+from training_job.model_registry import import_model
 
 CLASSES, CLASS_WEIGHTS = METAL_GLASS
 OUTPUT_TOPICS = ("images.classified", "images.ood", "dead-letters")
@@ -38,7 +39,7 @@ def deployment(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
     model_file = controlled_model(tmp_path_factory.mktemp("model") / "controlled.keras", CLASS_WEIGHTS)
     imported = import_model(isolated, model_file, CLASSES, tau_energy=-5.0, tau_softmax=0.7)
     assert imported.export.exported, imported.export.detail
-    promote(isolated, imported.version, promoted_by="test")
+    promote(isolated, imported.version, promoted_by="test", source="test")
     yield isolated
     drop_deployment(isolated)
 
