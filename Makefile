@@ -13,9 +13,9 @@ infra-up: setup
 infra-down: setup
 	$(VENV_BIN)/wastex infra down
 
-# The main job: bring the infrastructure up and run a round trip through all three services.
+# The main job: the whole system on this machine until Ctrl-C (`make demo DEMO_ARGS="--dataset DIR"`).
 demo: infra-up
-	$(VENV_BIN)/wastex infra smoke
+	$(VENV_BIN)/wastex demo $(DEMO_ARGS)
 
 # Debian's chromium for the browser tests (Playwright drives it; no browser is downloaded). Idempotent.
 chromium:

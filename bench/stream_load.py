@@ -8,7 +8,6 @@ and then paced at 70% of it for latency, which is measured to the broker timesta
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ from infra.clients import kafka_consumer, minio_client
 from infra.db.registry import promote
 from infra.deployment import create_deployment, drop_deployment
 from infra.publisher import EventPublisher
+from infra.services.process import free_port
 from infra.settings import Settings
 from producers.capture import SOURCE, CapturedImage, CaptureSink, captured_event
 from schemas.codec import new_event
@@ -57,12 +57,6 @@ def recaptured(event: Event) -> Event:
     """The same stored image captured again now: a new event id and a capture time of this moment."""
     now = utc_now()
     return new_event(EventType.IMAGE_CAPTURED, {**event.payload, "captured_at": now}, SOURCE, occurred_at=now)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class RoutedRecords:

@@ -21,11 +21,12 @@ from confluent_kafka import TopicPartition
 from bench.models import untrained_head_model
 from bench.photos import sample_photos, trashnet_dir
 from bench.report import print_figures
-from bench.stream_load import captured_images, free_port, publish_paced
+from bench.stream_load import captured_images, publish_paced
 from infra.clients import kafka_consumer, minio_client
 from infra.db.registry import promote
 from infra.deployment import create_deployment, drop_deployment
 from infra.publisher import EventPublisher
+from infra.services.process import free_port
 from infra.settings import Settings, load_settings
 from producers.capture import CaptureSink
 from schemas.events import Event, EventType

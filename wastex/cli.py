@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "bench": "bench.cli:bench",
     "ui": "review_ui.cli:ui",
     "dataset": "stream_apps.builder.cli:dataset",
+    "demo": "wastex.demo:demo",
+    "trainer": "training_job.trainer_cli:trainer",
 }
 
 
