@@ -28,6 +28,21 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _env(name, default).lower()
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def _load_or_create_secrets(state_dir: Path) -> dict[str, str]:
     """Local credentials generated on first use, so no password lives in the code."""
     path = state_dir / "secrets.env"
@@ -92,6 +107,21 @@ class Settings:
     version_every_labels: int
     version_every_hours: float
     version_snapshot_depth: int
+    # The trainer (training_job.service) and its promotion policy.
+    trainer_start_from: str  # production | pretrained
+    trainer_backbone: str
+    trainer_weights: str  # "imagenet", a weights file, or "none" (random initialisation)
+    trainer_head_epochs: int
+    trainer_epochs: int
+    trainer_minutes: float  # 0: no time budget
+    trainer_augmented_views: int
+    trainer_batch_size: int
+    trainer_trainable_blocks: int
+    trainer_max_attempts: int
+    trainer_retry_delay_s: float
+    auto_promote: bool
+    promote_min_gain: float
+    promote_max_class_drop: float
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -164,6 +194,20 @@ def load_settings() -> Settings:
         version_every_labels=_env_int("WASTEX_VERSION_EVERY_LABELS", 0),
         version_every_hours=float(_env("WASTEX_VERSION_EVERY_HOURS", "0")),
         version_snapshot_depth=_env_int("WASTEX_VERSION_SNAPSHOT_DEPTH", 16),
+        trainer_start_from=_env_choice("WASTEX_TRAINER_START_FROM", "production", ("production", "pretrained")),
+        trainer_backbone=_env("WASTEX_TRAINER_BACKBONE", "efficientnet_lite0"),
+        trainer_weights=_env("WASTEX_TRAINER_WEIGHTS", "imagenet"),
+        trainer_head_epochs=_env_int("WASTEX_TRAINER_HEAD_EPOCHS", 40),
+        trainer_epochs=_env_int("WASTEX_TRAINER_EPOCHS", 12),
+        trainer_minutes=_env_float("WASTEX_TRAINER_MINUTES", 20.0),
+        trainer_augmented_views=_env_int("WASTEX_TRAINER_AUGMENTED_VIEWS", 8),
+        trainer_batch_size=_env_int("WASTEX_TRAINER_BATCH_SIZE", 64),
+        trainer_trainable_blocks=_env_int("WASTEX_TRAINER_TRAINABLE_BLOCKS", 4),
+        trainer_max_attempts=_env_int("WASTEX_TRAINER_MAX_ATTEMPTS", 3),
+        trainer_retry_delay_s=_env_float("WASTEX_TRAINER_RETRY_DELAY_S", 30.0),
+        auto_promote=_env("WASTEX_AUTO_PROMOTE", "true").lower() in {"1", "true", "yes"},
+        promote_min_gain=_env_float("WASTEX_PROMOTE_MIN_GAIN", 0.0),
+        promote_max_class_drop=_env_float("WASTEX_PROMOTE_MAX_CLASS_DROP", 0.05),
     )
 
 

@@ -15,6 +15,7 @@ SERVING_FILE = "model.tflite"  # LiteRT export made at import or promotion; opti
 CLASSES_FILE = "classes.txt"  # one class name per line, in logit order
 THRESHOLDS_FILE = "thresholds.json"  # {"tau_energy": float, "tau_softmax": float}
 METRICS_FILE = "metrics.json"
+CONFUSION_MATRIX_FILE = "confusion_matrix.png"  # drawn from the metrics of the evaluated split
 
 # The seeds' hard-coded OOD thresholds: only for a model that brings none of its own.
 SEED_TAU_ENERGY = -4.338604

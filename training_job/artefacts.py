@@ -14,7 +14,6 @@ import keras
 from schemas.model_artefact import CLASSES_FILE
 
 CONFIG_FILE = "config.json"
-CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 TRAINING_LOG_CSV = "training_log.csv"
 TRAINING_LOG_JSON = "training_log.json"
 MODEL_SUMMARY_FILE = "model_summary.txt"

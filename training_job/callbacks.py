@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -14,6 +15,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 stderr_console = Console(stderr=True)
+
+# Called after every epoch with its record plus "epochs", the planned epochs of the phase.
+EpochCallback = Callable[[dict[str, Any]], None]
 
 
 def _format(logs: dict[str, Any]) -> str:
@@ -51,18 +55,24 @@ class FitProgress(keras.callbacks.Callback):
 
 
 class EpochLog(keras.callbacks.Callback):
-    """Appends one record per epoch to ``records``: phase, epoch, seconds since the run began, metrics."""
+    """Appends one record per epoch to ``records``: phase, epoch, seconds since the run began, metrics;
+    and hands it to ``on_epoch``, if given, with the phase's planned epochs."""
 
-    def __init__(self, phase: str, records: list[dict[str, Any]], started: float) -> None:
+    def __init__(self, phase: str, records: list[dict[str, Any]], started: float,
+                 on_epoch: EpochCallback | None = None) -> None:
         super().__init__()
         self.phase = phase
         self.records = records
         self.started = started
+        self.on_epoch = on_epoch
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         metrics = {name: float(value) for name, value in (logs or {}).items() if isinstance(value, int | float)}
-        self.records.append({"phase": self.phase, "epoch": epoch + 1,
-                             "elapsed_s": round(time.monotonic() - self.started, 2), **metrics})
+        record = {"phase": self.phase, "epoch": epoch + 1, "elapsed_s": round(time.monotonic() - self.started, 2),
+                  **metrics}
+        self.records.append(record)
+        if self.on_epoch is not None:
+            self.on_epoch({**record, "epochs": int(self.params.get("epochs") or epoch + 1)})
 
 
 class StopAtDeadline(keras.callbacks.Callback):

@@ -59,15 +59,28 @@ def classification_metrics(labels: np.ndarray, logits: np.ndarray, classes: list
     A class with no images and no predictions scores 0 (zero_division=0), as in the classification report.
     """
     logits = _check_logits(logits)
-    labels = np.asarray(labels).astype(np.int64, copy=False)
     if logits.shape[1] != len(classes):
         raise ValueError(f"logits have {logits.shape[1]} columns but there are {len(classes)} classes")
-    if labels.shape != (logits.shape[0],):
-        raise ValueError(f"expected {logits.shape[0]} labels, got shape {labels.shape}")
+    return prediction_metrics(labels, logits.argmax(axis=1), classes)
+
+
+def prediction_metrics(labels: np.ndarray, predicted: np.ndarray, classes: list[str]) -> ClassificationMetrics:
+    """Metrics of predicted class indices against integer `labels`, both indices into `classes`.
+
+    A prediction of -1 names no class of the list (a model that predicted a class these labels never use):
+    it is always wrong, counts against the true class's recall and is left out of the confusion matrix.
+    """
+    labels = np.asarray(labels).astype(np.int64, copy=False)
+    predicted = np.asarray(predicted).astype(np.int64, copy=False)
+    if labels.ndim != 1 or labels.shape[0] == 0:
+        raise ValueError(f"expected a non-empty list of labels, got shape {labels.shape}")
+    if predicted.shape != labels.shape:
+        raise ValueError(f"expected {predicted.shape[0]} labels, got shape {labels.shape}")
     if labels.min() < 0 or labels.max() >= len(classes):
         raise ValueError(f"labels must lie in [0, {len(classes)}), got {labels.min()}..{labels.max()}")
+    if predicted.min() < -1 or predicted.max() >= len(classes):
+        raise ValueError(f"predictions must lie in [-1, {len(classes)}), got {predicted.min()}..{predicted.max()}")
 
-    predicted = logits.argmax(axis=1)
     class_ids = list(range(len(classes)))
 
     def averaged(average: str) -> tuple[float, float, float]:

@@ -25,7 +25,14 @@ from rich.console import Console
 
 from schemas.model_artefact import CLASSES_FILE, KERAS_FILE
 from training_job.artefacts import CONFIG_FILE
-from training_job.callbacks import BudgetedCosineDecay, EpochLog, FitProgress, StopAtDeadline, stderr_console
+from training_job.callbacks import (
+    BudgetedCosineDecay,
+    EpochCallback,
+    EpochLog,
+    FitProgress,
+    StopAtDeadline,
+    stderr_console,
+)
 from training_job.classifier import build_classifier, grow_head, split_classifier
 from training_job.dataset_source import Dataset, DatasetError, ImageLoader, ImageReader
 from training_job.feature_cache import CachedOutputs, FrozenOutputs
@@ -145,8 +152,12 @@ def _fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np
 
 
 def train_classifier(dataset: Dataset, config: TrainConfig, loader: ImageLoader | None = None,
-                     from_model: Path | None = None, console: Console = stderr_console) -> TrainedModel:
-    """Train on the dataset's train split, stopping on its val split; see the module docstring."""
+                     from_model: Path | None = None, console: Console = stderr_console,
+                     on_epoch: EpochCallback | None = None) -> TrainedModel:
+    """Train on the dataset's train split, stopping on its val split; see the module docstring.
+
+    ``on_epoch`` receives each epoch's record (as in ``history``) with the phase's planned ``epochs``.
+    """
     started = time.monotonic()
     budget = config.time_budget_s
     # Stop fitting a little early: the epoch's validation pass and the restore of the best weights follow.
@@ -175,7 +186,7 @@ def train_classifier(dataset: Dataset, config: TrainConfig, loader: ImageLoader 
     _fit(parts.head, (train.features, train.labels), (val.features, val.labels), batch_size=HEAD_BATCH_SIZE,
          epochs=config.head_epochs, learning_rate=config.head_learning_rate, weights=weights, config=config,
          callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=HEAD_PATIENCE, restore_best_weights=True),
-                    FitProgress("head", console), EpochLog("head", result.history, started), stop])
+                    FitProgress("head", console), EpochLog("head", result.history, started, on_epoch), stop])
     result.timings["head_s"] = time.monotonic() - phase_started
 
     phase_started = time.monotonic()
@@ -186,7 +197,8 @@ def train_classifier(dataset: Dataset, config: TrainConfig, loader: ImageLoader 
              learning_rate=config.finetune_learning_rate, weights=weights, config=config,
              callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True),
                         BudgetedCosineDecay(config.finetune_learning_rate, steps, fit_deadline),
-                        FitProgress("fine-tune", console), EpochLog("fine-tune", result.history, started), stop])
+                        FitProgress("fine-tune", console), EpochLog("fine-tune", result.history, started, on_epoch),
+                        stop])
     result.timings["finetune_s"] = time.monotonic() - phase_started
     result.timings["training_s"] = time.monotonic() - started
     result.stopped_by_deadline = stop.stopped

@@ -9,16 +9,15 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from schemas.model_artefact import KERAS_FILE, METRICS_FILE, ArtefactInfo, write_artefact_info
+from schemas.model_artefact import CONFUSION_MATRIX_FILE, KERAS_FILE, METRICS_FILE, ArtefactInfo, write_artefact_info
 from schemas.ood_scores import Thresholds
 from training_job.artefacts import (
     CONFIG_FILE,
-    CONFUSION_MATRIX_FILE,
     write_json,
     write_model_summary,
     write_training_log,
 )
-from training_job.callbacks import stderr_console
+from training_job.callbacks import EpochCallback, stderr_console
 from training_job.dataset_source import Dataset, ImageLoader
 from training_job.evaluation import calibrate_thresholds, classification_metrics, save_confusion_matrix_png
 from training_job.inference import predict_logits
@@ -36,11 +35,15 @@ class RunResult:
 
 
 def run_training(dataset: Dataset, out_dir: Path, config: TrainConfig, loader: ImageLoader | None = None,
-                 from_model: Path | None = None, console: Console = stderr_console) -> RunResult:
-    """Train on the train split; thresholds from the val split; metrics on the test split (val if none)."""
+                 from_model: Path | None = None, console: Console = stderr_console,
+                 on_epoch: EpochCallback | None = None) -> RunResult:
+    """Train on the train split; thresholds from the val split; metrics on the test split (val if none).
+
+    ``on_epoch`` is called after every training epoch (see ``train_classifier``).
+    """
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} is not empty: give a new directory for the model")
-    trained = train_classifier(dataset, config, loader, from_model, console)
+    trained = train_classifier(dataset, config, loader, from_model, console, on_epoch)
     model, classes = trained.model, trained.classes
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir / KERAS_FILE)

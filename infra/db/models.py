@@ -234,3 +234,37 @@ class StagedLabel(Base):
     # False once a version took the decision; the row stays as the offset mark for redeliveries.
     pending: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TrainingRun(Base):
+    """One attempt of the trainer at one DatasetVersionCreated: config, status, progress, metrics, verdict.
+
+    A request is retried as a new attempt (a new row, a new run id) after an interrupted or failed attempt.
+    """
+
+    __tablename__ = "training_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64), unique=True)  # also the candidate's model version
+    dataset_version: Mapped[str] = mapped_column(String(64))
+    request_event_id: Mapped[str] = mapped_column(String(36))  # the DatasetVersionCreated event
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="running")  # queued | running | completed | failed
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    timings: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the latest epoch record
+    log: Mapped[list[str]] = mapped_column(JSON, default=list)  # timestamped lines
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the candidate's metrics.json
+    baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"model_version", "metrics"} or None
+    recommendation: Mapped[str | None] = mapped_column(String(16))  # promote | keep | review
+    reason: Mapped[str | None] = mapped_column(Text)
+    per_class_deltas: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    artefact_uri: Mapped[str | None] = mapped_column(String(512))
+    promoted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    error: Mapped[str | None] = mapped_column(Text)
+    retryable: Mapped[bool | None] = mapped_column(Boolean)  # of a failed run: will the request run again
+
+    __table_args__ = (Index("uq_training_runs_version_attempt", dataset_version, attempt, unique=True),)

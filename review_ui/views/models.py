@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from infra.db.models import ModelVersion
+from infra.db.models import ModelVersion, TrainingRun
 from infra.db.registry import RegistryError, promote, rollback
 from infra.publisher import PublishError
 from review_ui.views.common import operator, services
@@ -18,9 +18,12 @@ SOURCE = "review_ui"
 def models() -> str:
     with services().sessions() as session:
         rows = list(session.scalars(select(ModelVersion).order_by(ModelVersion.created_at.desc())))
+        # The trainer names a candidate after its run.
+        versions = [row.version for row in rows]
+        trained = set(session.scalars(select(TrainingRun.run_id).where(TrainingRun.run_id.in_(versions))))
     earlier = sorted((row for row in rows if row.status != "production" and row.promoted_at),
                      key=lambda row: row.promoted_at, reverse=True)
-    return render_template("models.html", rows=rows, rollback_target=earlier[0] if earlier else None)
+    return render_template("models.html", rows=rows, trained=trained, rollback_target=earlier[0] if earlier else None)
 
 
 @blueprint.post("/models/<version>/promote")

@@ -51,3 +51,31 @@ def test_a_malformed_port_names_the_setting(clean_env: Path, monkeypatch: pytest
     monkeypatch.setenv("WASTEX_MINIO_PORT", "nine-thousand")
     with pytest.raises(ValueError, match="WASTEX_MINIO_PORT must be an integer"):
         load_settings()
+
+
+def test_trainer_settings_and_their_training_config(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from training_job.candidate_run import train_config
+
+    defaults = load_settings()
+    assert (defaults.trainer_start_from, defaults.auto_promote) == ("production", True)
+    assert (defaults.promote_min_gain, defaults.promote_max_class_drop) == (0.0, 0.05)
+    assert train_config(defaults).time_budget_s == 20 * 60 and train_config(defaults).weights == "imagenet"
+    for name, value in {"WASTEX_TRAINER_START_FROM": "Pretrained", "WASTEX_TRAINER_WEIGHTS": "none",
+                        "WASTEX_TRAINER_MINUTES": "0", "WASTEX_TRAINER_EPOCHS": "1", "WASTEX_AUTO_PROMOTE": "false",
+                        "WASTEX_PROMOTE_MIN_GAIN": "0.02"}.items():
+        monkeypatch.setenv(name, value)
+    custom = load_settings()
+    assert (custom.trainer_start_from, custom.auto_promote, custom.promote_min_gain) == ("pretrained", False, 0.02)
+    config = train_config(custom)
+    assert (config.weights, config.time_budget_s, config.finetune_epochs) == (None, None, 1)
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("WASTEX_TRAINER_START_FROM", "scratch", "WASTEX_TRAINER_START_FROM must be one of production, pretrained"),
+    ("WASTEX_PROMOTE_MAX_CLASS_DROP", "five percent", "WASTEX_PROMOTE_MAX_CLASS_DROP must be a number"),
+])
+def test_a_malformed_trainer_setting_names_itself(clean_env: Path, monkeypatch: pytest.MonkeyPatch, name: str,
+                                                  value: str, message: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=message):
+        load_settings()

@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from schemas.model_artefact import CLASSES_FILE, KERAS_FILE, ArtefactInfo, read_artefact_info
+from schemas.model_artefact import CLASSES_FILE, CONFUSION_MATRIX_FILE, KERAS_FILE, ArtefactInfo, read_artefact_info
 from training_job.artefacts import (
     CONFIG_FILE,
-    CONFUSION_MATRIX_FILE,
     MODEL_SUMMARY_FILE,
     TRAINING_LOG_CSV,
     TRAINING_LOG_JSON,

@@ -1,0 +1,295 @@
+"""The training service (`wastex trainer`): each DatasetVersionCreated becomes a training run.
+
+- The `dataset.versions` topic is the queue: one request at a time, its offset committed only once the run
+  ended (completed, or failed for good). A run trains on its own thread while the consumer, its partitions
+  paused, keeps polling so the group keeps it.
+- A restart never loses a request: runs still `running` from a killed trainer are marked failed
+  ("interrupted", retryable while attempts remain) and the redelivered request starts the next attempt.
+  A request whose version already has a completed run (or a failure not to be retried) is skipped.
+- A run that fails for a reason that may pass (MinIO, Kafka, PostgreSQL) is tried again after
+  WASTEX_TRAINER_RETRY_DELAY_S, up to WASTEX_TRAINER_MAX_ATTEMPTS attempts; a bad dataset fails for good.
+- Records that are not a DatasetVersionCreated go to the dead letters; the trainer carries on.
+- One trainer works at a time: it holds a PostgreSQL advisory lock, a second one waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import keras
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from infra.clients import db_sessions, kafka_consumer
+from infra.db.models import ModelVersion, TrainingRun
+from infra.db.registry import production_model
+from infra.publisher import EventPublisher
+from infra.settings import Settings
+from schemas.codec import InvalidEvent, dead_letter_event, decode_event
+from schemas.events import Event, EventType
+from schemas.topics import DATASET_VERSIONS
+from training_job import run_events
+from training_job.candidate_run import CandidateRun, run_config
+from training_job.comparison import summary
+from training_job.run_store import INTERRUPTED, RunStore
+
+log = logging.getLogger(__name__)
+SOURCE = run_events.SOURCE
+LOCK_KEY = 0x7761737465787472  # "wastextr": the advisory lock of the one working trainer
+POLL_S = 0.5
+STOP_GRACE_S = 60.0  # how long a stopping trainer waits for a run that has ended to finish reporting
+_DEAD_LETTER_IDS = uuid.UUID("a3c5e2d1-7b64-4f0e-9d2a-1e8f6c4b7a90")
+
+
+class Outcome(Enum):
+    COMPLETED = "completed"
+    FAILED = "failed"  # for good: the request is done with
+    RETRY = "retry"  # run the request again
+    SKIPPED = "skipped"  # settled by an earlier run
+    STOPPED = "stopped"  # the trainer is stopping mid-run
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Errors that another attempt would meet again: a bad dataset or manifest, a refused model."""
+    return isinstance(error, ValueError | LookupError | TypeError)
+
+
+@contextmanager
+def paused(consumer: Consumer) -> Iterator[None]:
+    """The consumer's partitions paused for the block: polls keep the group membership and read nothing."""
+    assignment = consumer.assignment()
+    consumer.pause(assignment)
+    try:
+        yield
+    finally:
+        try:
+            consumer.resume(assignment)
+        except KafkaException as error:  # revoked meanwhile: the next owner reads them
+            log.warning("could not resume %s: %s", assignment, error)
+
+
+@contextmanager
+def exclusive_lock(settings: Settings, stop: threading.Event, wait_s: float = 2.0) -> Iterator[bool]:
+    """Holds the trainers' advisory lock for the block (True), or yields False if stopped while waiting.
+
+    The lock lives with its connection: a killed trainer's lock goes with it.
+    """
+    engine = create_engine(settings.database_url, poolclass=NullPool)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            waiting = False
+            while not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": LOCK_KEY}).scalar_one():
+                if not waiting:
+                    log.info("another trainer is working on this database; waiting for it to stop")
+                    waiting = True
+                if stop.wait(wait_s):
+                    yield False
+                    return
+            yield True
+    finally:
+        engine.dispose()
+
+
+class TrainerService:
+    def __init__(self, settings: Settings, stop: threading.Event | None = None) -> None:
+        self.settings = settings
+        self.stop = stop or threading.Event()
+        self.store = RunStore(db_sessions(settings))
+        self.publisher = EventPublisher(settings)
+        self.topic = DATASET_VERSIONS.full_name(settings.topic_prefix)
+        self.abandoned: threading.Thread | None = None  # a run's thread still training after a stop
+
+    def serve(self) -> None:
+        """Consume requests until ``stop`` is set."""
+        with exclusive_lock(self.settings, self.stop) as held:
+            if not held:
+                return
+            self.recover()
+            consumer = kafka_consumer(self.settings, f"{self.settings.topic_prefix}trainer",
+                                      **{"session.timeout.ms": 10_000, "heartbeat.interval.ms": 3_000})
+            consumer.subscribe([self.topic])
+            log.info("trainer consuming %s", self.topic)
+            try:
+                while not self.stop.is_set():
+                    message = consumer.poll(1.0)
+                    if message is None:
+                        continue
+                    if message.error():
+                        log.warning("consumer error: %s", message.error())
+                        continue
+                    self.handle(consumer, message)
+            finally:
+                consumer.close()
+
+    def recover(self) -> list[TrainingRun]:
+        """Runs a killed trainer left `running` become failed ("interrupted"); their requests come again."""
+        runs = self.store.fail_interrupted(self.settings.trainer_max_attempts)
+        for run in runs:
+            log.warning("run %s was interrupted (attempt %d, retryable %s)", run.run_id, run.attempt, run.retryable)
+            shutil.rmtree(self._work_root() / run.run_id, ignore_errors=True)  # what the killed run left
+            self.publisher.publish(run_events.failed(run.run_id, run.dataset_version, INTERRUPTED, bool(run.retryable)))
+        if runs:
+            self.publisher.flush()
+        return runs
+
+    def handle(self, consumer: Consumer, message: Message) -> Outcome:
+        """One record of the topic: dead-lettered, skipped, or run; its offset committed unless retried."""
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        try:
+            event = self._decode(message)
+        except InvalidEvent as error:
+            log.warning("dead-lettering %s:%s:%s: %s", topic, partition, offset, error)
+            self._dead_letter(message, error)
+            self._commit(consumer, message)
+            return Outcome.FAILED
+        try:
+            outcome = self._request(consumer, event)
+        except Exception:  # the stores failed around the run: the request comes again
+            log.exception("request %s of %s failed; trying again in %.0f s", event.event_id,
+                          event.payload["version_name"], self.settings.trainer_retry_delay_s)
+            outcome = Outcome.RETRY
+        if outcome is Outcome.STOPPED:
+            return outcome
+        if outcome is Outcome.RETRY:
+            with paused(consumer):
+                deadline = time.monotonic() + self.settings.trainer_retry_delay_s
+                while time.monotonic() < deadline and not self.stop.is_set():
+                    consumer.poll(POLL_S)
+            self._seek(consumer, TopicPartition(topic, partition, offset))
+            return outcome
+        self._commit(consumer, message)
+        self._seek(consumer, TopicPartition(topic, partition, offset + 1))
+        return outcome
+
+    def _decode(self, message: Message) -> Event:
+        event = decode_event(message.value() or b"")
+        if event.event_type is not EventType.DATASET_VERSION_CREATED:
+            raise InvalidEvent(f"{event.event_type} does not belong on {message.topic()}", path="event_type")
+        return event
+
+    def _request(self, consumer: Consumer, event: Event) -> Outcome:
+        version = event.payload["version_name"]
+        settled = self.store.settled(version)
+        if settled is not None:
+            log.info("skipping %s: run %s %s already", version, settled.run_id, settled.status)
+            return Outcome.SKIPPED
+        production = production_model(self.settings)
+        config = run_config(self.settings, production)
+        run = self.store.start(version, event.event_id, config)
+        log.info("run %s: attempt %d on %s", run.run_id, run.attempt, version)
+        self.publisher.publish(run_events.started(run.run_id, version, config))
+        self.publisher.flush()
+        return self._run(consumer, run, event.payload["manifest"], production)
+
+    def _run(self, consumer: Consumer, run: TrainingRun, manifest: dict[str, Any],
+             production: ModelVersion | None) -> Outcome:
+        """The run on its own thread; the consumer keeps polling (its partitions paused) until it ends."""
+        result: list[Outcome] = []
+        thread = threading.Thread(target=self._execute, args=(run, manifest, production, result),
+                                  name=f"run-{run.run_id}", daemon=True)
+        with paused(consumer):
+            thread.start()
+            while thread.is_alive():
+                if self.stop.is_set():
+                    if self._fail(run, INTERRUPTED, retryable=run.attempt < self.settings.trainer_max_attempts):
+                        self.abandoned = thread
+                        return Outcome.STOPPED
+                    thread.join(STOP_GRACE_S)  # the run had ended: let it finish reporting, then commit
+                    break
+                consumer.poll(POLL_S)  # nothing to read while paused: this keeps the membership
+        return result[0] if result else Outcome.RETRY
+
+    def _execute(self, run: TrainingRun, manifest: dict[str, Any], production: ModelVersion | None,
+                 result: list[Outcome]) -> None:
+        work = self._work_root() / run.run_id
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        try:
+            candidate = CandidateRun(self.settings, run.run_id, work, partial(self._log, run),
+                                     partial(self._progress, run))
+            outcome = candidate.execute(manifest, production)
+            comparison = outcome.comparison
+            if self.store.complete(run.run_id, metrics=outcome.metrics, baseline=outcome.baseline_document(),
+                                   recommendation=str(outcome.verdict.recommendation), reason=outcome.verdict.reason,
+                                   per_class_deltas=comparison.deltas, model_version=outcome.model_version,
+                                   artefact_uri=outcome.artefact_uri, promoted=outcome.promoted,
+                                   timings=outcome.timings):
+                self.publisher.publish(run_events.completed(
+                    run.run_id, run.dataset_version, model_version=outcome.model_version,
+                    artefact_uri=outcome.artefact_uri, metrics=summary(comparison.candidate),
+                    baseline=outcome.baseline_event(), recommendation=str(outcome.verdict.recommendation),
+                    reason=outcome.verdict.reason, per_class_deltas=comparison.deltas))
+                self.publisher.flush()
+            log.info("run %s completed: %s", run.run_id, outcome.verdict.reason)
+            result.append(Outcome.COMPLETED)
+        except Exception as error:
+            log.exception("run %s failed", run.run_id)
+            retryable = not is_permanent(error) and run.attempt < self.settings.trainer_max_attempts
+            try:
+                self._fail(run, f"{type(error).__name__}: {error}", retryable)
+            except Exception:
+                log.exception("could not record the failure of run %s", run.run_id)
+            result.append(Outcome.RETRY if retryable else Outcome.FAILED)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            keras.backend.clear_session()  # each run builds new models: free the last one's
+
+    def _work_root(self) -> Path:
+        """Where runs keep their files while they train (removed after the run); run ids are unique per database."""
+        return self.settings.state_dir / "trainer" / self.settings.postgres_db
+
+    def _fail(self, run: TrainingRun, error: str, retryable: bool) -> bool:
+        """Record the run as failed, unless it ended already (False)."""
+        if not self.store.fail(run.run_id, error, retryable):
+            return False
+        self.publisher.publish(run_events.failed(run.run_id, run.dataset_version, error, retryable))
+        self.publisher.flush()
+        return True
+
+    def _log(self, run: TrainingRun, line: str) -> None:
+        log.info("%s: %s", run.run_id, line)
+        self.store.log(run.run_id, line)
+
+    def _progress(self, run: TrainingRun, record: dict[str, Any]) -> None:
+        """One epoch ended: the run row and TrainingRunProgressed. A failure here never stops the training."""
+        figures = " ".join(f"{name} {value:.4f}" for name, value in run_events.numbers(record).items()
+                           if name not in ("epoch", "epochs", "elapsed_s"))
+        try:
+            self.store.log(run.run_id, f"{record['phase']} epoch {record['epoch']}/{record['epochs']}: {figures}",
+                           progress=record)
+            self.publisher.publish(run_events.progressed(run.run_id, run.dataset_version, record))
+        except Exception:
+            log.warning("could not report the progress of run %s", run.run_id, exc_info=True)
+
+    def _dead_letter(self, message: Message, error: InvalidEvent) -> None:
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        letter = dead_letter_event(message.value() or b"", error, topic=topic, partition=partition, offset=offset,
+                                   key=message.key(), service=SOURCE,
+                                   event_id=str(uuid.uuid5(_DEAD_LETTER_IDS, f"{topic}:{partition}:{offset}")))
+        self.publisher.publish(letter)
+        self.publisher.flush()
+
+    @staticmethod
+    def _commit(consumer: Consumer, message: Message) -> None:
+        try:
+            consumer.commit(message=message, asynchronous=False)
+        except KafkaException as error:  # the partition moved on: its next owner skips a settled request
+            log.warning("could not commit %s:%s: %s", message.topic(), message.offset(), error)
+
+    @staticmethod
+    def _seek(consumer: Consumer, position: TopicPartition) -> None:
+        try:
+            consumer.seek(position)
+        except KafkaException as error:
+            log.warning("could not seek to %s: %s", position, error)
