@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from confluent_kafka import TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from infra.clients import kafka_consumer, minio_client
 from infra.db.registry import promote
@@ -59,17 +59,23 @@ def recaptured(event: Event) -> Event:
     return new_event(EventType.IMAGE_CAPTURED, {**event.payload, "captured_at": now}, SOURCE, occurred_at=now)
 
 
+def routed_topics_reader(isolated: Settings) -> Consumer:
+    """A consumer of every partition of the outcome topics (classified, OOD, dead letters), from the start."""
+    consumer = kafka_consumer(isolated, group_id=f"bench-{uuid.uuid4().hex}")
+    partitions = []
+    for spec in (IMAGES_CLASSIFIED, IMAGES_OOD, DEAD_LETTERS):
+        topic = spec.full_name(isolated.topic_prefix)
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        partitions += [TopicPartition(topic, p, 0) for p in metadata.partitions]
+    consumer.assign(partitions)
+    return consumer
+
+
 class RoutedRecords:
     """Broker timestamps of routed records by captured event id, read from the start of the output topics."""
 
     def __init__(self, isolated: Settings) -> None:
-        self._consumer = kafka_consumer(isolated, group_id=f"bench-{uuid.uuid4().hex}")
-        partitions = []
-        for spec in (IMAGES_CLASSIFIED, IMAGES_OOD, DEAD_LETTERS):
-            topic = spec.full_name(isolated.topic_prefix)
-            metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
-            partitions += [TopicPartition(topic, p, 0) for p in metadata.partitions]
-        self._consumer.assign(partitions)
+        self._consumer = routed_topics_reader(isolated)
         self.routed_at: dict[str, float] = {}
 
     def wait_for(self, ids: set[str], timeout_s: float) -> None:

@@ -11,18 +11,16 @@ import json
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import click
-from confluent_kafka import TopicPartition
 
 from bench.models import untrained_head_model
 from bench.photos import sample_photos, trashnet_dir
 from bench.report import print_figures
-from bench.stream_load import captured_images, publish_paced
-from infra.clients import kafka_consumer, minio_client
+from bench.stream_load import captured_images, publish_paced, routed_topics_reader
+from infra.clients import minio_client
 from infra.db.registry import promote
 from infra.deployment import create_deployment, drop_deployment
 from infra.publisher import EventPublisher
@@ -31,7 +29,6 @@ from infra.settings import Settings, load_settings
 from producers.capture import CaptureSink
 from schemas.events import Event, EventType
 from schemas.model_artefact import KERAS_FILE, read_artefact_info
-from schemas.topics import DEAD_LETTERS, IMAGES_CLASSIFIED, IMAGES_OOD
 from stream_apps.worker_process import WorkerProcess
 from training_job.model_registry import import_model
 
@@ -40,13 +37,7 @@ class OutcomeTally:
     """Every routed record by captured event id: which model scored it, and dead letters apart."""
 
     def __init__(self, isolated: Settings) -> None:
-        self._consumer = kafka_consumer(isolated, group_id=f"bench-{uuid.uuid4().hex}")
-        partitions = []
-        for spec in (IMAGES_CLASSIFIED, IMAGES_OOD, DEAD_LETTERS):
-            topic = spec.full_name(isolated.topic_prefix)
-            metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
-            partitions += [TopicPartition(topic, p, 0) for p in metadata.partitions]
-        self._consumer.assign(partitions)
+        self._consumer = routed_topics_reader(isolated)
         self.scored_by: dict[str, list[str]] = {}
         self.failed: set[str] = set()
 

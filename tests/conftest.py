@@ -9,7 +9,7 @@ import pytest
 from infra.settings import Settings, load_settings
 
 LAYERS = ("unit", "integration", "browser")
-pytest_plugins = ["tests.deployments"]
+pytest_plugins = ["tests.deployments", "tests.trashnet_slices"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

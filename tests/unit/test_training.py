@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import replace
@@ -15,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from schemas.model_artefact import CLASSES_FILE, CONFUSION_MATRIX_FILE, KERAS_FILE, ArtefactInfo, read_artefact_info
+from tests.trashnet_slices import trashnet_slice
 from training_job.artefacts import (
     CONFIG_FILE,
     MODEL_SUMMARY_FILE,
@@ -30,34 +30,9 @@ from training_job.serving_export import export_litert
 from training_job.trainer import TrainConfig
 from training_job.training_run import RunResult, run_training
 
-TRASHNET_ENV = "WASTEX_TRASHNET_DIR"
 CLASSES = ["cardboard", "glass", "metal"]
 PER_SPLIT = {"train": 20, "val": 8, "test": 16}
 TINY = TrainConfig(batch_size=16, augmented_views=1, trainable_blocks=1, head_epochs=10, finetune_epochs=1)
-
-
-@pytest.fixture(scope="session")
-def trashnet() -> Path:
-    folder = os.environ.get(TRASHNET_ENV)
-    if not folder:
-        pytest.fail(f"{TRASHNET_ENV} is not set: point it at the TrashNet photos "
-                    f"(.ci/run uses ../shared/datasets/trashnet)", pytrace=False)
-    if not Path(folder, CLASSES[0]).is_dir():
-        pytest.fail(f"{TRASHNET_ENV}={folder} has no {CLASSES[0]}/ folder: not the TrashNet layout", pytrace=False)
-    return Path(folder)
-
-
-def trashnet_slice(trashnet: Path, target: Path, classes: list[str], per_split: dict[str, int]) -> Path:
-    """train/val/test folders of links to the first photos of each class (no copies of TrashNet)."""
-    for name in classes:
-        photos = iter(sorted((trashnet / name).glob("*.jpg")))
-        for split, count in per_split.items():
-            folder = target / split / name
-            folder.mkdir(parents=True)
-            for _ in range(count):
-                photo = next(photos)
-                (folder / photo.name).symlink_to(photo)
-    return target
 
 
 @pytest.fixture(scope="module")
