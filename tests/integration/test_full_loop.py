@@ -20,8 +20,10 @@ from infra.publisher import EventPublisher
 from infra.settings import Settings
 from infra.topic_reader import TopicReader
 from producers.capture import CapturedImage, CaptureSink
+from review_ui.app import create_app
+from review_ui.services import UiServices
 from stream_apps.worker_process import WorkerProcess
-from tests.review_ui_support import add_operator, wait_until
+from tests.review_ui_support import SignedIn, add_operator, wait_until
 from tests.trashnet_slices import trashnet_photos, trashnet_slice
 
 WASTEX = str(Path(sys.executable).with_name("wastex"))
@@ -110,6 +112,13 @@ def test_labels_of_a_new_class_become_a_model_that_every_worker_serves(
     counts = {event.payload["key"]: event.payload["count"] for event in reader.events["counts.totals"]
               if event.payload["scope"] == "class"}
     assert counts[NEW_CLASS] == papers
+
+    operator_view = SignedIn(create_app(UiServices.create(isolated, projection=False)), operator)
+    run_page = operator_view.get(f"/runs/{runs['v2'].run_id}")
+    assert run_page.status_code == 200 and "<strong>promote</strong>" in run_page.text
+    assert f'<td class="class-name">{NEW_CLASS}</td>' in run_page.text  # with its change against production
+    assert operator_view.get(f"/runs/{runs['v2'].run_id}/confusion-matrix.png").mimetype == "image/png"
+    assert f'data-model="{first}" class="serving"' in operator_view.get("/models").text
 
 
 def _routed(reader: TopicReader) -> dict[str, tuple[str, object]]:

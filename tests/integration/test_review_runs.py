@@ -23,7 +23,7 @@ def _completed_run(isolated: Settings) -> str:
         session.add(TrainingRun(
             run_id=run_id, dataset_version="v2", request_event_id=str(uuid.uuid4()), attempt=1, status="completed",
             config={"backbone": "efficientnet_lite0"}, finished_at=datetime.now(UTC), timings={"total_s": 12.5},
-            progress={"phase": "finetune", "epoch": 3, "epochs": 3, "metrics": {"loss": 0.5}},
+            progress={"phase": "fine_tune", "epoch": 3, "epochs": 3, "loss": 0.5, "val_accuracy": 0.875},
             log=["10:00:00 started", "10:00:12 <script>alert(1)</script> done"],
             metrics={"accuracy": 0.9, "macro_f1": 0.88, "weighted_f1": 0.89,
                      "per_class_f1": {"glass": 0.9, "metal": 0.8, "textile": 0.95}, "support": {"glass": 10}},
@@ -44,6 +44,7 @@ def test_run_pages_show_the_verdict_changes_log_and_confusion_matrix(app: Flask,
 
     page = operator.get(f"/runs/{run_id}").text
     assert "<strong>promote</strong>: macro-F1 +0.280" in page and "promoted automatically" in page
+    assert "fine_tune epoch 3/3 · loss 0.5000 · val_accuracy 0.8750" in page
     assert "+0.1000" in page and "-0.0200" in page and ">new<" in page  # textile: a class production lacked
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
     assert "run.js" not in page  # a finished run does not poll
