@@ -13,6 +13,9 @@ import keras
 import numpy as np
 from PIL import Image
 
+from infra.settings import Settings
+from training_job.model_registry import import_model
+
 RED, GREEN, GREY = (220, 20, 20), (20, 220, 20), (128, 128, 128)
 # Red -> metal, green -> glass, grey -> flat logits (OOD).
 METAL_GLASS = ["metal", "glass"], np.array([[0.3, -0.3], [-0.3, 0.3], [0.0, 0.0]])
@@ -37,3 +40,13 @@ def photo(colour: tuple[int, int, int], seed: int, fmt: str = "JPEG") -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+def import_controlled(isolated: Settings, folder: Path, version: str, classes_weights: tuple[list[str], np.ndarray]
+                      ) -> str:
+    """A controlled model registered (LiteRT export checked) as `version`, with thresholds that fit it."""
+    classes, weights = classes_weights
+    imported = import_model(isolated, controlled_model(folder / f"{version}.keras", weights), classes,
+                            version=version, tau_energy=-5.0, tau_softmax=0.7)
+    assert imported.export.exported, imported.export.detail
+    return imported.version

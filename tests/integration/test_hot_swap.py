@@ -18,8 +18,7 @@ from infra.topic_reader import TopicReader
 from producers.capture import CapturedImage, CaptureSink
 from schemas.events import Event
 from stream_apps.worker_process import WorkerProcess
-from tests.controlled_models import GREEN, GREY, METAL_GLASS, METAL_GLASS_PAPER, RED, controlled_model, photo
-from training_job.model_registry import import_model
+from tests.controlled_models import GREEN, GREY, METAL_GLASS, METAL_GLASS_PAPER, RED, import_controlled, photo
 
 pytestmark = pytest.mark.integration
 OUTPUT_TOPICS = ("images.classified", "images.ood", "dead-letters")
@@ -31,14 +30,6 @@ def deployment(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
     isolated = create_deployment(settings)
     yield isolated
     drop_deployment(isolated)
-
-
-def _import(isolated: Settings, folder: Path, name: str, classes_weights: tuple) -> str:
-    classes, weights = classes_weights
-    model = import_model(isolated, controlled_model(folder / f"{name}.keras", weights), classes,
-                         version=name, tau_energy=-5.0, tau_softmax=0.7)
-    assert model.export.exported, model.export.detail
-    return model.version
 
 
 class Camera:
@@ -65,8 +56,8 @@ def _serving(workers: list[WorkerProcess], version: str) -> bool:
 
 
 def test_promotion_and_rollback_reach_every_worker_under_load(deployment: Settings, tmp_path: Path) -> None:
-    first = _import(deployment, tmp_path, "swap-first", METAL_GLASS)
-    second = _import(deployment, tmp_path, "swap-second", METAL_GLASS_PAPER)
+    first = import_controlled(deployment, tmp_path, "swap-first", METAL_GLASS)
+    second = import_controlled(deployment, tmp_path, "swap-second", METAL_GLASS_PAPER)
     promote(deployment, first, promoted_by="test", source="test")
     workers = [WorkerProcess(deployment, f"swap-{i}", 6091 + i, tmp_path).start() for i in range(2)]
     reader = TopicReader(deployment, *OUTPUT_TOPICS, "counts.totals")

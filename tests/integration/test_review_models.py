@@ -10,20 +10,13 @@ from flask import Flask
 from infra.db.registry import production_model, promote
 from infra.settings import Settings
 from infra.topic_reader import TopicReader
-from tests.controlled_models import METAL_GLASS, METAL_GLASS_PAPER, controlled_model
+from tests.controlled_models import METAL_GLASS, METAL_GLASS_PAPER, import_controlled
 from tests.review_ui_support import SignedIn, add_operator
-from training_job.model_registry import import_model
-
-
-def _import(isolated: Settings, folder: Path, name: str, classes_weights: tuple) -> str:
-    classes, weights = classes_weights
-    return import_model(isolated, controlled_model(folder / f"{name}.keras", weights), classes, version=name,
-                        tau_energy=-5.0, tau_softmax=0.7).version
 
 
 def test_an_operator_promotes_and_rolls_back_models(app: Flask, deployment: Settings, tmp_path: Path) -> None:
-    first = _import(deployment, tmp_path, f"ui-first-{uuid.uuid4().hex[:6]}", METAL_GLASS)
-    second = _import(deployment, tmp_path, f"ui-second-{uuid.uuid4().hex[:6]}", METAL_GLASS_PAPER)
+    first = import_controlled(deployment, tmp_path, f"ui-first-{uuid.uuid4().hex[:6]}", METAL_GLASS)
+    second = import_controlled(deployment, tmp_path, f"ui-second-{uuid.uuid4().hex[:6]}", METAL_GLASS_PAPER)
     promote(deployment, first, promoted_by="test", source="test")
     name = f"mod-{uuid.uuid4().hex[:6]}"
     operator = SignedIn(app, add_operator(deployment, name))
