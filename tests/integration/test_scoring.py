@@ -170,7 +170,10 @@ def test_two_workers_one_restarted_mid_stream_keep_counts_exact(deployment: Sett
         sink.flush()
         reached = _wait_for_outcomes(reader, {e.event_id for e in sent}, timeout_s=240)
         first.wait_serving()
-        reader.poll(5.0)
+        classified = {e.payload["captured_event_id"]: e.payload["predicted_class"]
+                      for e in reader.events["images.classified"]}
+        expected = Counter(classified[e.event_id] for e in sent if e.event_id in classified)
+        counts = _wait_for_counts(reader, baseline_counts, expected)
         page = requests.get("http://127.0.0.1:6083/counts/", timeout=10)
     finally:
         reader.close()
@@ -180,11 +183,19 @@ def test_two_workers_one_restarted_mid_stream_keep_counts_exact(deployment: Sett
     ids = {e.event_id for e in sent}
     assert ids <= set(reached), f"lost: {len(ids - set(reached))}\n{first.log_tail()}"
     assert all(len(reached[i]) == 1 for i in ids)
-    classified = {e.payload["captured_event_id"]: e.payload["predicted_class"]
-                  for e in reader.events["images.classified"]}
-    expected = Counter(classified[e.event_id] for e in sent if e.event_id in classified)
     assert expected == {"metal": 50, "glass": 50}
-    counts = _latest_counts(reader)
-    for name in CLASSES:
-        assert counts[("class", name)] - baseline_counts.get(("class", name), 0) == expected[name]
+    assert {name: counts[("class", name)] - baseline_counts.get(("class", name), 0) for name in CLASSES} == expected
     assert page.json()["totals"]["class"] == {name: counts[("class", name)] for name in CLASSES}
+
+
+def _wait_for_counts(reader: TopicReader, baseline: dict[tuple[str, str], int], expected: Counter[str],
+                     timeout_s: float = 60) -> dict[tuple[str, str], int]:
+    """The latest published totals, once they reach baseline + expected (counting follows the outcomes)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        counts = _latest_counts(reader)
+        grown = {name: counts.get(("class", name), 0) - baseline.get(("class", name), 0) for name in expected}
+        if grown == expected or time.monotonic() > deadline:
+            reader.poll(3.0)  # and nothing more arrives after them
+            return _latest_counts(reader)
+        reader.poll(1.0)

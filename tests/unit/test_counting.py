@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from stream_apps.scoring.counting import WINDOWS_KEPT, apply_classified, empty_state, totals, window_end
+from stream_apps.scoring.counting import RECENT_SPAN, WINDOWS_KEPT, apply_classified, empty_state, totals, window_end
 
 T0 = datetime(2026, 11, 23, 12, 0, 30, tzinfo=UTC)
 
@@ -50,3 +50,24 @@ def test_totals_sum_partitions_and_resumming_changes_nothing() -> None:
     assert summed[("camera", "cam-2", None)] == 2
     assert summed[("class", "glass", "2026-11-23T12:00:00Z")] == 2
     assert totals([first, second]) == summed
+
+
+def test_a_record_scored_after_later_ones_is_counted_once() -> None:
+    state = empty_state()
+    # Offset 3 was dropped by the stream and read again after 4..9, which are then replayed too.
+    for offset in [0, 1, 2, 4, 5, 6, 7, 8, 9, 3]:
+        assert apply_classified(state, 0, offset, "glass", "cam-1", T0)
+    assert not any(apply_classified(state, 0, offset, "glass", "cam-1", T0) for offset in range(3, 10))
+    assert state["classes"] == {"glass": 10}
+
+
+def test_only_the_last_offsets_are_remembered_one_by_one() -> None:
+    state = empty_state()
+    first = 1_000_000  # a partition's offsets need not start at 0
+    for offset in range(first, first + RECENT_SPAN + 10, 2):  # every other image was out of distribution
+        assert apply_classified(state, 0, offset, "glass", "cam-1", T0)
+    assert apply_classified(state, 0, first + RECENT_SPAN - 1, "glass", "cam-1", T0)  # a late first delivery
+    assert not apply_classified(state, 0, first + 1, "glass", "cam-1", T0)  # older than the span: counted
+    seen = state["source_offsets"]["0"]
+    assert seen["base"] > first
+    assert len(seen["bits"]) <= RECENT_SPAN // 4  # hex digits: the state stays small

@@ -1,4 +1,4 @@
-"""Acks of records fetched before a rebalance must never become committable offsets."""
+"""Acks of records fetched before a rebalance, or dropped records, must never let a commit pass a record."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-from stream_apps.stream_app import CurrentGenerationConsumer, StreamApp
+from stream_apps.partition_progress import PartitionProgress
+from stream_apps.stream_app import HEAD_GAP_REREAD_S, CurrentGenerationConsumer, StreamApp
 
 pytestmark = pytest.mark.unit
 TOPIC_PARTITION = TP("images.captured", 0)
@@ -20,28 +21,31 @@ def consumer() -> CurrentGenerationConsumer:
     app.flow_control.resume()  # as a started worker's is between rebalances
     created = app.consumer
     assert isinstance(created, CurrentGenerationConsumer)
+    created._progress[TOPIC_PARTITION] = PartitionProgress(0)  # what seeking to the committed offset does
     return created
 
 
-def fetched(offset: int, generation_id: int) -> ConsumerMessage:
+def fetched(offset: int, generation_id: int, consumer: CurrentGenerationConsumer | None = None) -> ConsumerMessage:
+    if consumer is not None:
+        consumer._progress[TOPIC_PARTITION].read(offset)
     return ConsumerMessage(TOPIC_PARTITION.topic, TOPIC_PARTITION.partition, offset, 0.0, 0, [], b"k", b"v", None,
                    tp=TOPIC_PARTITION, generation_id=generation_id)
 
 
 def test_records_of_the_current_generation_become_committable(consumer: CurrentGenerationConsumer) -> None:
     for offset in (0, 1, 2):
-        assert fetched(offset, generation_id=7).ack(consumer)
+        assert fetched(offset, generation_id=7, consumer=consumer).ack(consumer)
     assert consumer._new_offset(TOPIC_PARTITION) == 3
 
 
 def test_records_skipped_as_stale_after_a_rebalance_are_not_committed(consumer: CurrentGenerationConsumer) -> None:
-    stale = [fetched(offset, generation_id=6) for offset in (5, 6, 7)]
+    stale = [fetched(offset, generation_id=6) for offset in (0, 1, 2)]
     for message in stale:
         consumer._unacked_messages.add(message)
         assert not message.ack(consumer)
     assert all(message.acked for message in stale)
     assert not consumer._unacked_messages  # a rebalance's wait for unacked records does not hang on them
-    assert consumer._new_offset(TOPIC_PARTITION) is None
+    assert consumer._new_offset(TOPIC_PARTITION) == 0
     assert fetched(0, generation_id=7).ack(consumer)
     assert consumer._new_offset(TOPIC_PARTITION) == 1
 
@@ -50,7 +54,21 @@ def test_records_acked_while_a_rebalance_suspends_the_flow_are_not_committed(
         consumer: CurrentGenerationConsumer) -> None:
     consumer.app.flow_control.suspend()
     assert not fetched(0, generation_id=7).ack(consumer)
-    assert consumer._new_offset(TOPIC_PARTITION) is None
+    assert consumer._new_offset(TOPIC_PARTITION) == 0
     consumer.app.flow_control.resume()
     assert fetched(0, generation_id=7).ack(consumer)  # read again from the committed offset
     assert consumer._new_offset(TOPIC_PARTITION) == 1
+
+
+def test_a_record_the_stream_dropped_holds_the_commit_and_is_read_again(
+        consumer: CurrentGenerationConsumer, monkeypatch: pytest.MonkeyPatch) -> None:
+    messages = [fetched(offset, generation_id=7, consumer=consumer) for offset in range(5)]
+    for message in messages[:2] + messages[3:]:  # offset 2 was cleared from the stream queue
+        assert message.ack(consumer)
+    clock = [1000.0]
+    monkeypatch.setattr("stream_apps.stream_app.time.monotonic", lambda: clock[0])
+    assert consumer._new_offset(TOPIC_PARTITION) == 2  # Faust's own check would commit 5
+    assert not consumer._read_again
+    clock[0] += HEAD_GAP_REREAD_S
+    assert consumer._new_offset(TOPIC_PARTITION) == 2
+    assert consumer._read_again == {TOPIC_PARTITION}

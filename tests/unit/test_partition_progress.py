@@ -1,0 +1,64 @@
+"""The commit position never passes a record that was read and not acknowledged."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream_apps.partition_progress import PartitionProgress
+
+pytestmark = pytest.mark.unit
+
+
+def read_and_ack(progress: PartitionProgress, offsets: list[int], acked: list[int] | None = None) -> None:
+    for offset in offsets:
+        progress.read(offset)
+    for offset in offsets if acked is None else acked:
+        progress.acked(offset)
+
+
+def test_the_position_follows_acknowledged_records() -> None:
+    progress = PartitionProgress(10)
+    read_and_ack(progress, [10, 11, 12])
+    assert progress.advance() == 13
+    assert not progress.stalled(now=0.0, patience_s=5.0)
+
+
+def test_a_dropped_record_holds_the_position_and_is_read_again_after_the_patience() -> None:
+    progress = PartitionProgress(90)
+    read_and_ack(progress, [90, 91, 92, 93], acked=[90, 92, 93])  # the stream dropped 91
+    assert progress.advance() == 91
+    assert not progress.stalled(now=100.0, patience_s=5.0)
+    assert progress.advance() == 91
+    assert progress.stalled(now=105.0, patience_s=5.0)
+    progress.read_again()
+    read_and_ack(progress, [91, 92, 93])
+    assert progress.advance() == 94
+    assert not progress.stalled(now=106.0, patience_s=5.0)
+
+
+def test_offsets_a_read_jumps_over_are_not_in_the_log() -> None:
+    progress = PartitionProgress(0)
+    read_and_ack(progress, [0, 1, 5, 6])  # 2..4 compacted away
+    assert progress.advance() == 7
+
+
+def test_a_gap_where_reading_starts_is_not_in_the_log() -> None:
+    progress = PartitionProgress(3)
+    read_and_ack(progress, [4, 5])  # reading from 3 returned 4 first: 3 is a transaction marker
+    assert progress.advance() == 6
+
+
+def test_acks_without_reads_prove_nothing() -> None:
+    progress = PartitionProgress(3)
+    progress.acked(4)  # the read of 3 and 4 was not seen: 3 may have been dropped
+    assert progress.advance() == 3
+    assert progress.stalled(now=0.0, patience_s=0.0)
+
+
+def test_acks_below_the_position_change_nothing() -> None:
+    progress = PartitionProgress(5)
+    read_and_ack(progress, [5, 6])
+    progress.advance()
+    progress.acked(5)  # a duplicate after a read again
+    assert progress.advance() == 7
+    assert not progress.stalled(now=0.0, patience_s=0.0)
