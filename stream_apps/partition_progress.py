@@ -1,9 +1,9 @@
 """How far one partition may be committed, told from what was read and what was acknowledged.
 
 Every offset below `position` was acknowledged or is not in the log (compacted away, a transaction marker):
-reads come in log order after a seek, so offsets a read jumps over are not in the log. A record that was
-read but never acknowledged holds the position, however many later records were acknowledged: the stream
-dropped it, and the consumer reads the partition again from there.
+the consumer's fetches continue each other in log order until a seek, so offsets a fetch jumps over are not
+in the log. A record that was fetched but never acknowledged holds the position, however many later records
+were acknowledged: the stream dropped it, and the consumer reads the partition again from there.
 """
 
 from __future__ import annotations
@@ -14,16 +14,24 @@ class PartitionProgress:
 
     def __init__(self, start: int) -> None:
         self.position = start
-        self._next_read = start
+        self._next_read: int | None = None  # unknown until a fetch known to start at the position
         self._acked: set[int] = set()
         self._absent: set[int] = set()
         self._stalled_since: float | None = None
+        self._stalled_at = start
 
     def read(self, offset: int) -> None:
         """A record fetched. Reads come in log order; one below the next expected offset was read before."""
+        if self._next_read is None:
+            self._next_read = offset + 1
+            return
         if offset > self._next_read:
             self._absent.update(range(max(self._next_read, self.position), offset))
         self._next_read = max(self._next_read, offset + 1)
+
+    def forget_reads(self) -> None:
+        """A fetch may have raced a seek: the next read proves nothing about the offsets before it."""
+        self._next_read = None
 
     def acked(self, offset: int) -> None:
         if offset >= self.position:
@@ -40,18 +48,18 @@ class PartitionProgress:
                 return self.position
             self.position += 1
 
-    def stalled(self, now: float, patience_s: float) -> bool:
-        """True once later records were acknowledged for `patience_s` while the one at the position was not.
-
-        Call after `advance`. Streams acknowledge a partition's records in order, so the record at the position
-        was dropped, or a gap at the position is not yet known to be one: either way, it is time to read again.
-        """
-        if not self._acked:
+    def stalled(self, now: float, gap_patience_s: float, idle_patience_s: float) -> bool:
+        """Call after `advance`. True when the record at the position, fetched, is still not acknowledged:
+        for `gap_patience_s` while later records were (streams acknowledge a partition's records in order, so
+        it was dropped, or a gap there is not yet known to be one), or for `idle_patience_s` with nothing later
+        acknowledged (the dropped record may be the last one fetched). Either way, it is time to read again."""
+        fetched = bool(self._acked) or (self._next_read or 0) > self.position
+        if not fetched:
             self._stalled_since = None
             return False
-        if self._stalled_since is None:
-            self._stalled_since = now
-        return now - self._stalled_since >= patience_s
+        if self._stalled_since is None or self._stalled_at != self.position:
+            self._stalled_since, self._stalled_at = now, self.position
+        return now - self._stalled_since >= (gap_patience_s if self._acked else idle_patience_s)
 
     def read_again(self) -> None:
         """The consumer was moved back to the position: reads start there again."""

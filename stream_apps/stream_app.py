@@ -2,30 +2,35 @@
 
 Around a rebalance faust-streaming drops records it has fetched (#221/#312): the stream skips, and acks,
 records of the old generation and records that pass while flow control is suspended; resuming the flow
-clears the stream queues, and the drain loop cancels a delivery when the flow is suspended, with the read
-position already past those records. Its commit check then lets the committed offset pass the first unacked
-record, or any while a partition has no committed offset (aiokafka does not even seek those back), so the
-partition's next owner started after records nobody scored. Here:
-- only acks made in the current generation while the stream flows count;
-- the committed offset never passes a record that was read and not acked since reading started (see
+clears the stream queues, the drain loop cancels a delivery when the flow is suspended, and a fetch is cut
+short when the flow stops, with the fetch position already past those records. Its commit check then lets
+the committed offset pass the first unacked record, or any while a partition has no committed offset
+(aiokafka does not even seek those back), so the partition's next owner started after records nobody
+scored. Here:
+- only acks made in the current generation while the stream flows count; streams iterate in Python, as the
+  Cython iterator records acks in the consumer's lists itself, past `ack`;
+- the committed offset never passes a record that was fetched and not acked since reading started (see
   partition_progress.py); partitions without a committed offset are read from the start of the log;
-- a partition whose head stays unacked behind later acks for HEAD_GAP_REREAD_S is read again from there,
-  between two fetches; a record processed already comes again, a duplicate at worst.
+- a partition whose first unacked record stays behind later acks for HEAD_GAP_REREAD_S, or unacked with
+  none after it for UNACKED_REREAD_S, is read again from there, between two fetches; a record processed
+  already comes again, a duplicate at worst.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-from faust import App
+from faust import App, Stream
+from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka
 from faust.types import TP, Message, TransportT
 
 from stream_apps.partition_progress import PartitionProgress
 
-HEAD_GAP_REREAD_S = 5.0  # far longer than a batch takes: acks come in order, so the head was dropped
+HEAD_GAP_REREAD_S = 3.0  # several batches long: acks come in order, so a head left behind was dropped
+UNACKED_REREAD_S = 15.0  # far longer than a batch takes, model loading included: the record was dropped
 
 
 class CurrentGenerationConsumer(aiokafka.Consumer):
@@ -35,6 +40,7 @@ class CurrentGenerationConsumer(aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self._progress: dict[TP, PartitionProgress] = {}
         self._read_again: set[TP] = set()
+        self._seeks = 0  # a fetch that overlapped a seek may hold records from before it
 
     def _tracked(self, tp: TP) -> bool:
         return self.app.topics.acks_enabled_for(tp.topic)
@@ -42,6 +48,7 @@ class CurrentGenerationConsumer(aiokafka.Consumer):
     async def seek_to_committed(self) -> Mapping[TP, int]:
         assigned = [tp for tp in self.assignment() if self._tracked(tp)]
         earliest = await self.earliest_offsets(*assigned) if assigned else {}
+        self._seeks += 1
         committed = await super().seek_to_committed()
         self._progress, self._read_again = {}, set()
         for tp in assigned:
@@ -59,18 +66,28 @@ class CurrentGenerationConsumer(aiokafka.Consumer):
         await super().on_partitions_revoked(revoked)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
-        # Here, between two fetches, no record fetched before the seek is still on its way to the streams.
+        # Here, between two fetches, no fetch is under way: the next one starts where the seek points.
         for tp in self._read_again & self.assignment():
             progress = self._progress[tp]
             self.log.info("reading %s again from offset %d: a record there was dropped", tp, progress.position)
+            self._seeks += 1
             await self.seek(tp, progress.position)
             progress.read_again()
         self._read_again.clear()
-        async for tp, message in super().getmany(timeout):
-            progress = self._progress.get(tp)
-            if progress is not None:
-                progress.read(message.offset)
-            yield tp, message
+        async for item in super().getmany(timeout):
+            yield item
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> RecordMap:
+        """Every record fetched, before Faust filters any: what the stream must ack before a commit passes."""
+        seeks = self._seeks
+        records = await super()._getmany(active_partitions, timeout)
+        for tp, progress in self._progress.items():
+            if seeks != self._seeks:
+                progress.forget_reads()
+                continue
+            for record in records.get(tp, ()):
+                progress.read(record.offset)
+        return records
 
     def ack(self, message: Message) -> bool:
         if message.generation_id != self.app.consumer_generation_id or not self.app.flow_control.is_active():
@@ -82,12 +99,16 @@ class CurrentGenerationConsumer(aiokafka.Consumer):
             progress.acked(message.offset)
         return super().ack(message)
 
+    def _filter_tps_with_pending_acks(self, topics: set | None = None) -> Iterator[TP]:
+        # Every partition read, acked lately or not: a dropped record with nothing acked after it is read again.
+        return (tp for tp in list(self._progress) if topics is None or tp in topics or tp.topic in topics)
+
     def _new_offset(self, tp: TP) -> int | None:
         progress = self._progress.get(tp)
         if progress is None:
             return None
         position = progress.advance()
-        if progress.stalled(time.monotonic(), HEAD_GAP_REREAD_S):
+        if progress.stalled(time.monotonic(), HEAD_GAP_REREAD_S, UNACKED_REREAD_S):
             self._read_again.add(tp)
         # Faust's own ack list only de-duplicates acks here: keep what the position has not passed.
         self._acked[tp] = [offset for offset in self._acked[tp] if offset >= position]
@@ -99,8 +120,21 @@ class CurrentGenerationTransport(aiokafka.Transport):
     Consumer = CurrentGenerationConsumer
 
 
+class PythonIteratedStream(Stream):
+    """A `faust.Stream` that always iterates in Python, so every ack goes through `Consumer.ack`."""
+
+    def __aiter__(self) -> AsyncIterator:
+        iterator = self._py_aiter()
+        self._active_agens.add(iterator)  # as Stream.__aiter__ does, so stopping the stream closes it
+        return iterator
+
+
 class StreamApp(App):
-    """A `faust.App` whose Kafka consumer is a `CurrentGenerationConsumer`."""
+    """A `faust.App` whose Kafka consumer is a `CurrentGenerationConsumer` and whose streams ack through it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("Stream", PythonIteratedStream)
+        super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> TransportT:
         return CurrentGenerationTransport(self.conf.broker_consumer, self)

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from confluent_kafka import TopicPartition
 from minio.error import S3Error
 
-from infra.clients import kafka_producer, minio_client
+from infra.clients import kafka_consumer, kafka_producer, minio_client
 from infra.db.registry import promote
 from infra.deployment import create_deployment, drop_deployment
 from infra.publisher import EventPublisher
@@ -175,6 +176,7 @@ def test_two_workers_one_restarted_mid_stream_keep_counts_exact(deployment: Sett
         expected = Counter(classified[e.event_id] for e in sent if e.event_id in classified)
         counts = _wait_for_counts(reader, baseline_counts, expected)
         page = requests.get("http://127.0.0.1:6083/counts/", timeout=10)
+        behind = _uncommitted(deployment, ("images.captured", "images.classified", "counts.partition-snapshots"))
     finally:
         reader.close()
         first.stop()
@@ -186,6 +188,28 @@ def test_two_workers_one_restarted_mid_stream_keep_counts_exact(deployment: Sett
     assert expected == {"metal": 50, "glass": 50}
     assert {name: counts[("class", name)] - baseline_counts.get(("class", name), 0) for name in CLASSES} == expected
     assert page.json()["totals"]["class"] == {name: counts[("class", name)] for name in CLASSES}
+    assert not behind, f"records consumed but never committed: {behind}"
+
+
+def _uncommitted(isolated: Settings, topics: tuple[str, ...], timeout_s: float = 45) -> dict[str, int]:
+    """Per topic, how many records lie beyond the scoring group's committed offsets, once none do or at timeout."""
+    consumer = kafka_consumer(isolated, group_id=f"{isolated.topic_prefix}scoring")
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            behind: dict[str, int] = {}
+            for name in topics:
+                topic = f"{isolated.topic_prefix}{name}"
+                partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+                for committed in consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10):
+                    end = consumer.get_watermark_offsets(committed, timeout=10)[1]
+                    behind[name] = behind.get(name, 0) + end - max(committed.offset, 0)
+            behind = {name: count for name, count in behind.items() if count}
+            if not behind or time.monotonic() > deadline:
+                return behind
+            time.sleep(1.0)
+    finally:
+        consumer.close()
 
 
 def _wait_for_counts(reader: TopicReader, baseline: dict[tuple[str, str], int], expected: Counter[str],

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
+
 import pytest
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
@@ -60,9 +63,19 @@ def test_records_acked_while_a_rebalance_suspends_the_flow_are_not_committed(
     assert consumer._new_offset(TOPIC_PARTITION) == 1
 
 
+def fetch(consumer: CurrentGenerationConsumer, offsets: range, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One fetch through the consumer, as the drain loop makes it, returning records at `offsets`."""
+    async def records(active_partitions: object, timeout: float) -> dict:
+        return {TOPIC_PARTITION: [SimpleNamespace(offset=offset) for offset in offsets]}
+
+    monkeypatch.setattr(consumer._thread, "getmany", records)
+    asyncio.run(consumer._getmany({TOPIC_PARTITION}, 1.0))
+
+
 def test_a_record_the_stream_dropped_holds_the_commit_and_is_read_again(
         consumer: CurrentGenerationConsumer, monkeypatch: pytest.MonkeyPatch) -> None:
-    messages = [fetched(offset, generation_id=7, consumer=consumer) for offset in range(5)]
+    fetch(consumer, range(5), monkeypatch)
+    messages = [fetched(offset, generation_id=7) for offset in range(5)]
     for message in messages[:2] + messages[3:]:  # offset 2 was cleared from the stream queue
         assert message.ack(consumer)
     clock = [1000.0]
