@@ -48,13 +48,13 @@ class PartitionProgress:
                 return self.position
             self.position += 1
 
-    def stalled(self, now: float, gap_patience_s: float, idle_patience_s: float) -> bool:
-        """Call after `advance`. True when the record at the position, fetched, is still not acknowledged:
-        for `gap_patience_s` while later records were (streams acknowledge a partition's records in order, so
-        it was dropped, or a gap there is not yet known to be one), or for `idle_patience_s` with nothing later
-        acknowledged (the dropped record may be the last one fetched). Either way, it is time to read again."""
-        fetched = bool(self._acked) or (self._next_read or 0) > self.position
-        if not fetched:
+    def stalled(self, now: float, log_end: int | None, gap_patience_s: float, idle_patience_s: float) -> bool:
+        """Call after `advance`. True when the record at the position is still not acknowledged: for
+        `gap_patience_s` while later records were (streams acknowledge a partition's records in order, so it
+        was dropped, or a gap there is not yet known to be one), or for `idle_patience_s` while the log holds it
+        (`log_end`, the offset after the last record, if known). Either way, it is time to read again."""
+        waiting = bool(self._acked) or max(self._next_read or 0, log_end or 0) > self.position
+        if not waiting:
             self._stalled_since = None
             return False
         if self._stalled_since is None or self._stalled_at != self.position:

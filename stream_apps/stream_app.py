@@ -11,9 +11,9 @@ scored. Here:
   Cython iterator records acks in the consumer's lists itself, past `ack`;
 - the committed offset never passes a record that was fetched and not acked since reading started (see
   partition_progress.py); partitions without a committed offset are read from the start of the log;
-- a partition whose first unacked record stays behind later acks for HEAD_GAP_REREAD_S, or unacked with
-  none after it for UNACKED_REREAD_S, is read again from there, between two fetches; a record processed
-  already comes again, a duplicate at worst.
+- a partition whose first unacked record stays behind later acks for HEAD_GAP_REREAD_S, or whose commit
+  position stays short of the log's end for UNACKED_REREAD_S, is read again from there, between two
+  fetches; a record processed already comes again, a duplicate at worst.
 """
 
 from __future__ import annotations
@@ -65,20 +65,10 @@ class CurrentGenerationConsumer(aiokafka.Consumer):
             self._read_again.discard(tp)
         await super().on_partitions_revoked(revoked)
 
-    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
-        # Here, between two fetches, no fetch is under way: the next one starts where the seek points.
-        for tp in self._read_again & self.assignment():
-            progress = self._progress[tp]
-            self.log.info("reading %s again from offset %d: a record there was dropped", tp, progress.position)
-            self._seeks += 1
-            await self.seek(tp, progress.position)
-            progress.read_again()
-        self._read_again.clear()
-        async for item in super().getmany(timeout):
-            yield item
-
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> RecordMap:
         """Every record fetched, before Faust filters any: what the stream must ack before a commit passes."""
+        if self._read_again:
+            await self._seek_back_to_dropped()
         seeks = self._seeks
         records = await super()._getmany(active_partitions, timeout)
         for tp, progress in self._progress.items():
@@ -88,6 +78,17 @@ class CurrentGenerationConsumer(aiokafka.Consumer):
             for record in records.get(tp, ()):
                 progress.read(record.offset)
         return records
+
+    async def _seek_back_to_dropped(self) -> None:
+        # Called before a fetch: Faust iterates a whole fetch before asking for the next, so no record
+        # fetched before these seeks is still on its way to the streams.
+        for tp in self._read_again & self.assignment():
+            progress = self._progress[tp]
+            self.log.info("reading %s again from offset %d: a record there was dropped", tp, progress.position)
+            self._seeks += 1
+            await self.seek(tp, progress.position)
+            progress.read_again()
+        self._read_again.clear()
 
     def ack(self, message: Message) -> bool:
         if message.generation_id != self.app.consumer_generation_id or not self.app.flow_control.is_active():
@@ -108,7 +109,7 @@ class CurrentGenerationConsumer(aiokafka.Consumer):
         if progress is None:
             return None
         position = progress.advance()
-        if progress.stalled(time.monotonic(), HEAD_GAP_REREAD_S, UNACKED_REREAD_S):
+        if progress.stalled(time.monotonic(), self.highwater(tp), HEAD_GAP_REREAD_S, UNACKED_REREAD_S):
             self._read_again.add(tp)
         # Faust's own ack list only de-duplicates acks here: keep what the position has not passed.
         self._acked[tp] = [offset for offset in self._acked[tp] if offset >= position]

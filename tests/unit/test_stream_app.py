@@ -25,6 +25,7 @@ def consumer() -> CurrentGenerationConsumer:
     created = app.consumer
     assert isinstance(created, CurrentGenerationConsumer)
     created._progress[TOPIC_PARTITION] = PartitionProgress(0)  # what seeking to the committed offset does
+    created.highwater = lambda tp: None  # the broker's log end is not known here
     return created
 
 
