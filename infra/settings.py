@@ -104,6 +104,12 @@ class Settings:
     keep_sample_rate: float
     delete_delay_s: float
     builder_web_port: int
+    image_gc_min_age_s: float
+    clock_skew_s: float
+    retry_max_delay_s: float
+    registry_check_s: float
+    count_windows_kept_min: int
+    count_max_cameras: int
     version_every_labels: int
     version_every_hours: float
     version_snapshot_depth: int
@@ -191,6 +197,12 @@ def load_settings() -> Settings:
         keep_sample_rate=float(_env("WASTEX_KEEP_SAMPLE_RATE", "0")),
         delete_delay_s=float(_env("WASTEX_DELETE_DELAY_S", "120")),
         builder_web_port=_env_int("WASTEX_BUILDER_WEB_PORT", 6067),
+        image_gc_min_age_s=_env_float("WASTEX_IMAGE_GC_MIN_AGE_S", 86_400.0),
+        clock_skew_s=_env_float("WASTEX_CLOCK_SKEW_S", 300.0),
+        retry_max_delay_s=_env_float("WASTEX_RETRY_MAX_DELAY_S", 30.0),
+        registry_check_s=_env_float("WASTEX_REGISTRY_CHECK_S", 30.0),
+        count_windows_kept_min=_env_int("WASTEX_COUNT_WINDOWS_KEPT_MIN", 60),
+        count_max_cameras=_env_int("WASTEX_COUNT_MAX_CAMERAS", 10_000),
         version_every_labels=_env_int("WASTEX_VERSION_EVERY_LABELS", 0),
         version_every_hours=float(_env("WASTEX_VERSION_EVERY_HOURS", "0")),
         version_snapshot_depth=_env_int("WASTEX_VERSION_SNAPSHOT_DEPTH", 16),

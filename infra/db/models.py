@@ -39,6 +39,8 @@ class ModelVersion(Base):
     tau_softmax: Mapped[float] = mapped_column(Float)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     has_serving_export: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # sha256 over the serving files (schemas.model_artefact.artefact_digest): what a worker must load, byte for byte.
+    artefact_digest: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="candidate")  # candidate | production | retired
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -165,6 +167,8 @@ class LabelOutbox(Base):
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
+    # A row Kafka can never take (it fails its contract): dead-lettered with this reason and no longer sent.
+    rejected_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_label_outbox_unpublished", id, postgresql_where=published_at.is_(None)),)
 
@@ -268,3 +272,16 @@ class TrainingRun(Base):
     retryable: Mapped[bool | None] = mapped_column(Boolean)  # of a failed run: will the request run again
 
     __table_args__ = (Index("uq_training_runs_version_attempt", dataset_version, attempt, unique=True),)
+
+
+class ReplayedDeadLetter(Base):
+    """A dead letter whose original record was published again: a second replay of it publishes nothing."""
+
+    __tablename__ = "replayed_dead_letters"
+
+    dead_letter_event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    original_topic: Mapped[str] = mapped_column(String(255))
+    original_event_id: Mapped[str | None] = mapped_column(String(36))
+    reason: Mapped[str] = mapped_column(String(32))
+    replayed_by: Mapped[str] = mapped_column(String(64))
+    replayed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
