@@ -12,6 +12,7 @@ BENCHMARKS: dict[str, str] = {
     "training": "bench.training:training",
     "versions": "bench.versions:versions",
     "swap": "bench.swap:swap",
+    "faults": "bench.faults:faults",
 }
 
 

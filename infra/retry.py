@@ -64,7 +64,7 @@ def _kafka_codes() -> frozenset[int]:
     from confluent_kafka import KafkaError
 
     return frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._MSG_TIMED_OUT,
-                      KafkaError._TIMED_OUT, KafkaError._RESOLVE, KafkaError.NOT_COORDINATOR,
+                      KafkaError._TIMED_OUT, KafkaError._RESOLVE, KafkaError._WAIT_COORD, KafkaError.NOT_COORDINATOR,
                       KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
                       KafkaError.REQUEST_TIMED_OUT, KafkaError.NETWORK_EXCEPTION})
 

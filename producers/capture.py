@@ -1,18 +1,21 @@
-"""Publishing one captured image: bytes to MinIO under their sha256, then ImageCaptured to Kafka."""
+"""Publishing one captured image: bytes to MinIO as `captures/<sha256>.<ext>`, then ImageCaptured to Kafka.
+
+Captures have a prefix of their own: they are the only objects retention ever deletes (infra/image_retention.py).
+"""
 
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from minio import Minio
 
+from infra.images import store_image
 from infra.publisher import EventPublisher
 from schemas.codec import new_event
 from schemas.events import Event, EventType, format_timestamp
-from schemas.image_keys import image_object_key
+from schemas.image_keys import CAPTURES, image_object_key
 
 SOURCE = "producers"
 CONTENT_TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "webp": "image/webp",
@@ -33,7 +36,7 @@ def captured_event(image: CapturedImage, bucket: str) -> Event:
     sha256 = hashlib.sha256(image.data).hexdigest()
     return new_event(EventType.IMAGE_CAPTURED, {
         "bucket": bucket,
-        "object_key": image_object_key(sha256, image.content_type),
+        "object_key": image_object_key(sha256, image.content_type, CAPTURES),
         "sha256": sha256,
         "size_bytes": len(image.data),
         "content_type": image.content_type,
@@ -54,8 +57,7 @@ class CaptureSink:
     def store(self, image: CapturedImage) -> Event:
         """Upload the bytes and build the (validated) event; safe to call from several threads."""
         event = captured_event(image, self._bucket)
-        self._storage.put_object(self._bucket, event.payload["object_key"], io.BytesIO(image.data),
-                                 len(image.data), content_type=image.content_type)
+        store_image(self._storage, self._bucket, CAPTURES, image.data, image.content_type)
         return event
 
     def publish(self, event: Event) -> None:

@@ -23,13 +23,18 @@ console = Console(soft_wrap=True)
 @click.option("--count", default=100, show_default=True, type=click.IntRange(min=1), help="Images to send.")
 @click.option("--site", "site_id", default="site-1", show_default=True, help="Site id of the cameras.")
 def produce(source: str, cameras: int, rate: float, count: int, site_id: str) -> None:
-    """Simulate cameras: put each image in MinIO (content-addressed), then produce ImageCaptured."""
+    """Simulate cameras: put each image in MinIO (captures/<sha256>.<ext>), then produce ImageCaptured."""
     from infra.clients import minio_client
     from infra.publisher import EventPublisher
     from producers.camera_simulator import CameraSimulator
     from producers.capture import CaptureSink
     from producers.image_sources import folder_source, synthetic_source
+    from producers.upload_checks import UploadRefused, check_identifier
 
+    try:
+        check_identifier("site_id", site_id)
+    except UploadRefused as refusal:
+        raise click.BadParameter(refusal.message, param_hint="--site") from None
     settings = load_settings()
     if source == "synthetic":
         images = synthetic_source(seed=uuid.uuid4().int % 1_000_000)

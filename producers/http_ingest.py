@@ -16,7 +16,14 @@ from werkzeug.exceptions import HTTPException
 
 from infra.settings import Settings, load_settings
 from producers.capture import CapturedImage, CaptureSink
-from producers.upload_checks import SERVICE_ERRORS, UploadRefused, check_identifier, check_upload, open_sink
+from producers.upload_checks import (
+    SERVICE_ERRORS,
+    UploadRefused,
+    check_captured_at,
+    check_identifier,
+    check_upload,
+    open_sink,
+)
 from schemas.events import Event, parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -51,6 +58,8 @@ def _captured_image(settings: Settings) -> CapturedImage:
     except ValueError:
         raise UploadRefused(400, "captured_at must be an RFC 3339 date-time with an offset, e.g. "
                                  f"2026-01-31T12:00:00Z; got {captured_at[:80]!r}") from None
+    if moment is not None:
+        check_captured_at(moment, settings.clock_skew_s)
     data = _uploaded_bytes()
     content_type = check_upload(data, settings.max_image_bytes, settings.max_image_pixels)
     return CapturedImage(data, content_type, camera_id, site_id, moment)
@@ -109,6 +118,9 @@ def create_ingest_app(settings: Settings, sink: CaptureSink | None = None) -> Fl
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="WASTEX_INGEST_HOST")
 @click.option("--port", default=8081, show_default=True, type=int, envvar="WASTEX_INGEST_PORT")
 def ingest(host: str, port: int) -> None:
-    """HTTP ingest: POST /images with an image and camera_id, site_id (and optionally captured_at)."""
+    """HTTP ingest: POST /images with an image and camera_id, site_id (and optionally captured_at).
+
+    Ids are 1 to 64 of A-Z a-z 0-9 . _ : - ; a captured_at more than WASTEX_CLOCK_SKEW_S in the future is refused.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     create_ingest_app(load_settings()).run(host=host, port=port, threaded=True)

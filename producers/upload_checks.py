@@ -1,31 +1,27 @@
 """What an upload must be before it is stored, and which failures mean "the stores are down, try again".
 
 Shared by the HTTP ingest and the watch-folder: both refuse bad files with an HTTP status and a message
-that names the limit, and both keep a file (or let the client retry) when Kafka or MinIO fail.
+that names the limit, and both keep a file (or let the client retry) when Kafka or MinIO fail. The image
+rules themselves are infra/images.py's; here they become HTTP statuses.
 """
 
 from __future__ import annotations
 
-import io
 import re
-import warnings
+from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import KafkaException
 from minio.error import MinioException
-from PIL import Image, UnidentifiedImageError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from infra.clients import minio_client
+from infra.images import ImageRefused, check_image
 from infra.publisher import EventPublisher, PublishError
 from infra.settings import Settings
 from producers.capture import CaptureSink
-from schemas.image_keys import FORMAT_TYPES
 
-# Decoder name -> the content type ImageCaptured allows. MPO is what many cameras write: a JPEG with a
-# second frame appended, readable by every JPEG decoder.
-_DECODERS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")  # PIL's JPEG decoder is the one that opens MPO
-_ACCEPTED = "JPEG, PNG, WebP, BMP, GIF or TIFF"
-_IDENTIFIER = re.compile(r"\S{1,64}")
+# The ids PostgreSQL, Kafka keys, file names and URLs all take as they are: no whitespace, NUL, slash or quote.
+_IDENTIFIER = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 # The upload was fine but a store did not confirm it: the same upload can be retried (its object key is its
 # sha256; at worst the event is announced twice, which consumers tolerate).
@@ -47,58 +43,30 @@ class UploadRefused(ValueError):
 
 
 def check_upload(data: bytes, max_bytes: int, max_pixels: int) -> str:
-    """The content type of an acceptable image, read from its header; raises UploadRefused otherwise.
-
-    Too many pixels is 413 like too many bytes: both say "the content is larger than this server takes",
-    and the client's remedy is the same (send a smaller picture); 422 would suggest the file is malformed.
-    """
-    if not data:
-        raise UploadRefused(400, "empty upload: no image bytes received")
-    if len(data) > max_bytes:
-        raise UploadRefused(413, f"image too large: more than the limit of {max_bytes} bytes")
+    """The content type of an acceptable image, read from its bytes; raises UploadRefused otherwise."""
     try:
-        image = _open(data)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UploadRefused(413, "too many pixels: the header claims a picture so large it looks like a "
-                                 f"decompression bomb (the limit is {max_pixels} pixels)") from None
-    except UnidentifiedImageError:
-        raise UploadRefused(415, f"not an image in an accepted format ({_ACCEPTED})") from None
-    except Exception as error:  # the header was recognised but the decoder could not even start
-        raise UploadRefused(400, f"corrupt or truncated image: {error}") from None
-    width, height = image.size
-    if width * height > max_pixels:
-        raise UploadRefused(413, f"too many pixels: {width}x{height} = {width * height} "
-                                 f"(the limit is {max_pixels} pixels)")
-    _check_complete(data, image.format)
-    return FORMAT_TYPES[image.format]
-
-
-def _open(data: bytes) -> Image.Image:
-    """Read the header only; decoders outside the accepted formats never see untrusted bytes."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        return Image.open(io.BytesIO(data), formats=_DECODERS)
-
-
-def _check_complete(data: bytes, image_format: str) -> None:
-    """verify() checks PNG checksums and the end chunk; only decoding finds a cut-off JPEG, GIF or TIFF."""
-    try:
-        _open(data).verify()
-        image = _open(data)
-        # JPEG decodes at 1/8 scale directly: every byte is still read, for a fraction of the work.
-        image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
-        image.load()
-    except Exception as error:  # damaged data surfaces as OSError, SyntaxError, ValueError, struct.error...
-        raise UploadRefused(400, f"corrupt or truncated {image_format} image: {error}") from None
+        return check_image(data, max_bytes, max_pixels)
+    except ImageRefused as refusal:
+        raise UploadRefused(refusal.http_status, refusal.message) from None
 
 
 def check_identifier(field: str, value: str | None) -> str:
-    """A camera or site id as ImageCaptured requires it: 1 to 64 characters, no whitespace."""
+    """A camera or site id as ImageCaptured requires it: 1 to 64 of A-Z a-z 0-9 . _ : -"""
     if value is None or value == "":
         raise UploadRefused(400, f"{field} is required")
     if not _IDENTIFIER.fullmatch(value):
-        raise UploadRefused(400, f"{field} must be 1 to 64 characters without whitespace, got {value[:80]!r}")
+        raise UploadRefused(400, f"{field} must be 1 to 64 characters of A-Z a-z 0-9 . _ : -, got {value[:80]!r}")
     return value
+
+
+def check_captured_at(moment: datetime, clock_skew_s: float, now: datetime | None = None) -> datetime:
+    """A capture time no further in the future than the allowed clock skew: far-future windows would push
+    the real ones out of the counts."""
+    latest = (now or datetime.now(UTC)) + timedelta(seconds=clock_skew_s)
+    if moment > latest:
+        raise UploadRefused(400, f"captured_at {moment.isoformat()} is more than {clock_skew_s:g} s in the future "
+                                 "(check the device's clock)")
+    return moment
 
 
 def open_sink(settings: Settings) -> CaptureSink:

@@ -5,7 +5,8 @@
 
 A file is complete when its size and modification time have not changed for `settle_s` seconds. Hidden
 files and *.part / *.tmp are left alone: writers that write under a temporary name and rename are safe
-even when they stall for longer than `settle_s`. One watcher per folder.
+even when they stall for longer than `settle_s`. One watcher per folder. A file's modification time is its
+capture time: one more than `clock_skew_s` in the future is refused, as at the HTTP ingest.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ import click
 
 from infra.settings import load_settings
 from producers.capture import CapturedImage, CaptureSink
-from producers.upload_checks import SERVICE_ERRORS, UploadRefused, check_identifier, check_upload, open_sink
+from producers.upload_checks import (
+    SERVICE_ERRORS,
+    UploadRefused,
+    check_captured_at,
+    check_identifier,
+    check_upload,
+    open_sink,
+)
 from schemas.events import Event
 
 log = logging.getLogger(__name__)
@@ -52,7 +60,7 @@ class WatchResult:
 
 class FolderWatcher:
     def __init__(self, folder: Path, sink: CaptureSink, camera_id: str, site_id: str, poll_s: float = 1.0,
-                 settle_s: float = SETTLE_S, *, max_bytes: int, max_pixels: int) -> None:
+                 settle_s: float = SETTLE_S, *, max_bytes: int, max_pixels: int, clock_skew_s: float) -> None:
         if not folder.is_dir():
             raise ValueError(f"{folder} is not a folder")
         self.folder = folder
@@ -67,6 +75,7 @@ class FolderWatcher:
         self._settle_s = settle_s
         self._max_bytes = max_bytes
         self._max_pixels = max_pixels
+        self._clock_skew_s = clock_skew_s
         self._stable_since: dict[Path, tuple[Signature, float]] = {}
         # Stored but not acknowledged: a retry sends the same event id, so consumers can drop a duplicate
         # if the broker did keep the first attempt.
@@ -135,6 +144,7 @@ class FolderWatcher:
             return None
         try:
             content_type = check_upload(data, self._max_bytes, self._max_pixels)
+            check_captured_at(_captured_at(signature), self._clock_skew_s)
         except UploadRefused as refusal:
             moved = _move(path, self.refused)
             moved.with_name(moved.name + ".reason.txt").write_text(f"{refusal.status} {refusal.message}\n")
@@ -155,13 +165,17 @@ class FolderWatcher:
         if pending is not None and pending[0] == signature:
             event = pending[1]
         else:
-            captured_at = datetime.fromtimestamp(signature[1] / 1e9, UTC)
-            event = self._sink.store(CapturedImage(data, content_type, self._camera_id, self._site_id, captured_at))
+            event = self._sink.store(CapturedImage(data, content_type, self._camera_id, self._site_id,
+                                                   _captured_at(signature)))
             self._unacknowledged[path] = (signature, event)
         self._sink.publish(event)
         self._sink.flush()
         del self._unacknowledged[path]
         return event
+
+
+def _captured_at(signature: Signature) -> datetime:
+    return datetime.fromtimestamp(signature[1] / 1e9, UTC)
 
 
 def _move(path: Path, folder: Path) -> Path:
@@ -188,7 +202,8 @@ def watch(folder: Path, camera_id: str, site_id: str, poll_s: float, settle_s: f
     settings = load_settings()
     try:
         watcher = FolderWatcher(folder, open_sink(settings), camera_id, site_id, poll_s, settle_s,
-                                max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+                                max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
+                                clock_skew_s=settings.clock_skew_s)
     except UploadRefused as error:
         raise click.BadParameter(error.message) from None
     stop = threading.Event()

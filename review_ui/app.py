@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from review_ui import security
 from review_ui.services import UiServices
-from review_ui.views import api, auth, images, models, pages, runs, versions
+from review_ui.views import api, auth, health, images, models, pages, runs, versions
 
 SESSION_LIFETIME = timedelta(hours=12)
 
@@ -31,7 +31,7 @@ def create_app(services: UiServices) -> Flask:
     app.extensions["wastex_ui"] = services
     security.install(app)
     for blueprint in (auth.blueprint, pages.blueprint, api.blueprint, images.blueprint, versions.blueprint,
-                      models.blueprint, runs.blueprint):
+                      models.blueprint, runs.blueprint, health.blueprint):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(HTTPException)

@@ -158,7 +158,9 @@ def import_labelled(paths: tuple[Path, ...], label: str, new_class: bool, operat
 @ui.command()
 @click.option("--drain", is_flag=True, help="Send the waiting events now.")
 def outbox(drain: bool) -> None:
-    """How many label events wait for Kafka (and send them with --drain)."""
+    """How many label events wait for Kafka (and send them with --drain); the latest rejected ones (dead-lettered)."""
+    from rich.markup import escape
+
     from review_ui.outbox import outbox_status
 
     settings = load_settings()
@@ -168,5 +170,7 @@ def outbox(drain: bool) -> None:
     waiting = status.pending if waiting is None else waiting
     console.print(f"{waiting} label event(s) waiting" + (f"; last error: {status.last_error}" if status.last_error
                                                         else ""))
+    for row in status.rejected:
+        console.print(f"[red]rejected[/] outbox row {row.id} (event {row.event_id}): {escape(row.reason)}")
     if waiting and drain:
         sys.exit(1)

@@ -1,5 +1,8 @@
 """Import labelled images (files or folders with one class): MinIO objects plus label events, like any label.
 
+Imported bytes go to the dataset store (`images/<sha256>.<ext>`), which retention never empties while a row
+references them.
+
 Importing the same bytes with the same class again has no effect; with another class it relabels them.
 The bytes are stored first, so an event never points at a missing object; a storage failure leaves the
 file unimported and reported, to be imported again.
@@ -8,7 +11,6 @@ file unimported and reported, to be imported again.
 from __future__ import annotations
 
 import hashlib
-import io
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -21,12 +23,12 @@ from sqlalchemy.orm import sessionmaker
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from infra.db.models import ImportedImage
+from infra.images import ImageRefused, check_image, store_image
 from infra.settings import Settings
 from review_ui.class_registry import ClassNameError, ensure_class, find_class, normalise_class_name
-from review_ui.image_checks import ImageRefused, check_image
 from review_ui.label_events import LabelContext, label_assigned
 from review_ui.outbox import enqueue
-from schemas.image_keys import image_object_key
+from schemas.image_keys import DATASET_STORE
 
 MAX_FILE_NAME = 255
 
@@ -87,13 +89,12 @@ class LabelledImporter:
             content_type = check_image(data, self._settings.max_image_bytes, self._settings.max_image_pixels)
         except ImageRefused as error:
             return ImportOutcome(file_name, "refused", str(error))
-        sha256 = hashlib.sha256(data).hexdigest()
-        key = image_object_key(sha256, content_type)
         try:
-            self._storage.put_object(self._settings.bucket_images, key, io.BytesIO(data), len(data),
-                                     content_type=content_type)
+            stored = store_image(self._storage, self._settings.bucket_images, DATASET_STORE, data, content_type)
         except (MinioException, Urllib3Error) as error:
+            sha256 = hashlib.sha256(data).hexdigest()
             return ImportOutcome(file_name, "failed", f"image store unavailable, nothing imported: {error}", sha256)
+        sha256, key = stored.sha256, stored.key
         with self._sessions() as session, session.begin():
             row = session.scalars(select(ImportedImage).where(ImportedImage.sha256 == sha256)
                                   .with_for_update()).one_or_none()

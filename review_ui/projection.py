@@ -1,14 +1,17 @@
 """The review-queue projection: ImageFlaggedOOD events from Kafka into PostgreSQL rows, once per event id.
 
 Offsets are committed only after the rows are; a redelivered event hits the unique event id and changes
-nothing. A record that is not a valid event goes to the dead letters (with the reason) and is skipped.
+nothing. A record that is not a valid event, or that the database refuses (a NUL byte in a text field, say),
+goes to the dead letters with the reason, on its own; a passing failure is waited out, never skipped.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from confluent_kafka import Consumer, Message
 from sqlalchemy.dialects.postgresql import insert
@@ -16,17 +19,22 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from infra.clients import kafka_consumer
 from infra.db.models import ReviewItem
+from infra.image_retention import lock_image
 from infra.publisher import EventPublisher
+from infra.retry import Backoff, Degradation, retry_transient
 from infra.settings import Settings
 from review_ui.class_registry import register_classes
 from schemas.codec import InvalidEvent, dead_letter_event, decode_event
-from schemas.events import Event, EventType, parse_timestamp
+from schemas.events import DeadLetterReason, Event, EventType, parse_timestamp
 from schemas.topics import IMAGES_OOD
 
 log = logging.getLogger(__name__)
 SERVICE = "review_ui"
 BATCH = 200
 RESTART_DELAY_S = 5.0
+_DEAD_LETTER_IDS = uuid.UUID("5d0c7b7e-2f4a-4d61-9a53-8c1e0b6f4a27")
+T = TypeVar("T")
+PROJECTING = "review-queue projection (PostgreSQL)"  # what the projection waits for, in the log and /health
 
 
 def group_id(settings: Settings) -> str:
@@ -34,7 +42,15 @@ def group_id(settings: Settings) -> str:
 
 
 def project(session: Session, events: Iterable[Event]) -> int:
-    """Insert queue rows for these ImageFlaggedOOD events; returns how many were new."""
+    """Insert queue rows for these ImageFlaggedOOD events; returns how many were new.
+
+    Each image's retention lock is held until the transaction ends, so image_retention never deletes an image
+    between checking it is unreferenced and this row appearing. Locks are taken in digest order: two
+    projections locking the same images cannot deadlock.
+    """
+    events = list(events)
+    for sha256 in sorted({event.payload["image"]["sha256"] for event in events}):
+        lock_image(session, sha256)
     new = 0
     for event in events:
         payload = event.payload
@@ -58,14 +74,21 @@ def project(session: Session, events: Iterable[Event]) -> int:
 
 
 class OodProjector:
-    """Consumes images.ood in a consumer group (several UI processes share the partitions)."""
+    """Consumes images.ood in a consumer group (several UI processes share the partitions).
 
-    def __init__(self, settings: Settings, sessions: sessionmaker) -> None:
+    A passing failure (PostgreSQL or Kafka down) holds the batch: it is tried again with capped backoff, nothing
+    committed meanwhile, and `degradation` says what the projection waits for. A batch the database refuses for
+    another reason is projected event by event: only the refused events go to the dead letters, with the
+    database's message, and the rest are projected and committed.
+    """
+
+    def __init__(self, settings: Settings, sessions: sessionmaker, degradation: Degradation | None = None) -> None:
         self._settings = settings
         self._sessions = sessions
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._publisher: EventPublisher | None = None
+        self.degradation = degradation or Degradation()
         self.projected = 0
 
     def _consumer(self) -> Consumer:
@@ -73,27 +96,63 @@ class OodProjector:
         consumer.subscribe([IMAGES_OOD.full_name(self._settings.topic_prefix)])
         return consumer
 
-    def _decode(self, messages: list[Message]) -> list[Event]:
-        """Valid ImageFlaggedOOD events; anything else is dead-lettered (acknowledged) before moving on."""
+    def _retrying(self, work: Callable[[], T], what: str) -> T:
+        """`work`, waiting out passing failures (raises InterruptedError once stopped)."""
+        return retry_transient(work, what=what, degradation=self.degradation, stop=self._stop,
+                               backoff=Backoff(cap_s=self._settings.retry_max_delay_s))
+
+    def _dead_letter(self, letters: list[Event]) -> None:
+        def send() -> None:
+            self._publisher = self._publisher or EventPublisher(self._settings)
+            try:
+                for letter in letters:
+                    self._publisher.publish(letter)
+                self._publisher.flush()
+            except Exception:
+                self._publisher = None  # a fresh producer next time: nothing left over from the outage
+                raise
+
+        if letters:
+            self._retrying(send, "review-queue dead letters (Kafka)")
+
+    def _letter(self, message: Message, error: BaseException, reason: DeadLetterReason | None = None) -> Event:
+        log.warning("dead-lettering %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), error)
+        # The same record refused again after a redelivery gives the same dead letter id.
+        letter_id = uuid.uuid5(_DEAD_LETTER_IDS, f"{message.topic()}:{message.partition()}:{message.offset()}")
+        return dead_letter_event(message.value(), error, topic=message.topic(), partition=message.partition(),
+                                 offset=message.offset(), key=message.key(), service=SERVICE, reason=reason,
+                                 event_id=str(letter_id))
+
+    def _decode(self, messages: list[Message]) -> list[tuple[Message, Event]]:
+        """(record, event) of the valid ImageFlaggedOOD events; anything else is dead-lettered (acknowledged)."""
         events, rejected = [], []
         for message in messages:
             try:
                 event = decode_event(message.value())
                 if event.event_type is not EventType.IMAGE_FLAGGED_OOD:
                     raise InvalidEvent(f"{event.event_type} does not belong on {message.topic()}", path="event_type")
-                events.append(event)
+                events.append((message, event))
             except InvalidEvent as error:
-                log.warning("dead-lettering %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(),
-                            error)
-                rejected.append(dead_letter_event(message.value(), error, topic=message.topic(),
-                                                  partition=message.partition(), offset=message.offset(),
-                                                  key=message.key(), service=SERVICE))
-        if rejected:
-            self._publisher = self._publisher or EventPublisher(self._settings)
-            for letter in rejected:
-                self._publisher.publish(letter)
-            self._publisher.flush()
+                rejected.append(self._letter(message, error))
+        self._dead_letter(rejected)
         return events
+
+    def _project(self, events: list[Event]) -> int:
+        with self._sessions() as session, session.begin():
+            return project(session, events)
+
+    def _project_each(self, events: list[tuple[Message, Event]]) -> int:
+        """The events one by one, after the database refused their batch: only the refused ones are dead-lettered."""
+        new, refused = 0, []
+        for message, event in events:
+            try:
+                new += self._retrying(lambda event=event: self._project([event]), PROJECTING)
+            except InterruptedError:
+                raise
+            except Exception as error:  # not a passing failure: the database will refuse this record every time
+                refused.append(self._letter(message, error, DeadLetterReason.PROCESSING_ERROR))
+        self._dead_letter(refused)
+        return new
 
     def poll_once(self, consumer: Consumer, timeout_s: float = 1.0) -> int:
         """One batch: decode, project, commit the offsets; returns how many rows were new."""
@@ -101,19 +160,27 @@ class OodProjector:
         if not messages:
             return 0
         events = self._decode(messages)
-        with self._sessions() as session, session.begin():
-            new = project(session, events)
-        consumer.commit(asynchronous=False)
+        try:
+            new = self._retrying(lambda: self._project([event for _, event in events]), PROJECTING)
+        except InterruptedError:
+            raise
+        except Exception as error:
+            log.warning("the database refused a batch of %d events (%s); projecting them one by one", len(events),
+                        error)
+            new = self._project_each(events)
+        self._retrying(lambda: consumer.commit(asynchronous=False), "review-queue offsets (Kafka)")
         self.projected += new
         return new
 
     def run(self) -> None:
-        """Project until stopped; a failure restarts the consumer from the committed offsets."""
+        """Project until stopped; an unexpected failure restarts the consumer from the committed offsets."""
         while not self._stop.is_set():
             consumer = self._consumer()
             try:
                 while not self._stop.is_set():
                     self.poll_once(consumer)
+            except InterruptedError:
+                return
             except Exception:
                 log.exception("review-queue projection failed; restarting in %.0f s", RESTART_DELAY_S)
                 self._stop.wait(RESTART_DELAY_S)

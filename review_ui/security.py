@@ -14,7 +14,7 @@ from werkzeug.exceptions import BadRequest
 
 from infra.db.models import Operator
 
-PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.api_csrf", "auth.api_login", "static"})
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.api_csrf", "auth.api_login", "health.health", "static"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"

@@ -8,6 +8,7 @@ from minio import Minio
 from sqlalchemy.orm import sessionmaker
 
 from infra.clients import db_sessions, minio_client
+from infra.retry import Degradation
 from infra.settings import Settings
 from review_ui.counts_view import CountsView
 from review_ui.imports import LabelledImporter
@@ -30,15 +31,25 @@ class UiServices:
         """Everything wired, nothing running yet (see `start`)."""
         sessions = db_sessions(settings)
         storage = minio_client(settings)
+        degradation = Degradation()  # what the outbox drainer and the projection wait for
         return cls(
             settings=settings,
             sessions=sessions,
             storage=storage,
-            drainer=OutboxDrainer(settings, sessions),
+            drainer=OutboxDrainer(settings, sessions, degradation=degradation),
             counts=CountsView(settings),
             importer=LabelledImporter(settings, storage, sessions),
-            projector=OodProjector(settings, sessions) if projection else None,
+            projector=OodProjector(settings, sessions, degradation) if projection else None,
         )
+
+    def health(self) -> dict[str, object]:
+        """{"status": "ok"} or {"status": "degraded", "waiting": [{"for", "reason", "since_s"}]}: what the
+        outbox drainer and the projection wait for (a store down)."""
+        degradations = {id(part.degradation): part.degradation for part in (self.drainer, self.projector)
+                        if part is not None}
+        waiting = [item for degradation in degradations.values()
+                   for item in degradation.report().get("waiting", [])]
+        return {"status": "degraded", "waiting": waiting} if waiting else {"status": "ok"}
 
     def start(self) -> UiServices:
         """Start the background loops: outbox drainer, count reader and (if wanted) the projection."""

@@ -6,6 +6,7 @@ bilinearly (no crop); any normalisation is a layer inside the model, so every ru
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,10 @@ CLASSES_FILE = "classes.txt"  # one class name per line, in logit order
 THRESHOLDS_FILE = "thresholds.json"  # {"tau_energy": float, "tau_softmax": float}
 METRICS_FILE = "metrics.json"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"  # drawn from the metrics of the evaluated split
+
+# What a worker loads, so what the content digest covers; metrics and plots may be added to the folder later.
+REQUIRED_FILES = (KERAS_FILE, CLASSES_FILE, THRESHOLDS_FILE)
+DIGEST_FILES = (*REQUIRED_FILES, SERVING_FILE)
 
 # The seeds' hard-coded OOD thresholds: only for a model that brings none of its own.
 SEED_TAU_ENERGY = -4.338604
@@ -39,3 +44,23 @@ def write_artefact_info(folder: Path, info: ArtefactInfo) -> None:
     (folder / CLASSES_FILE).write_text("".join(f"{name}\n" for name in info.classes))
     (folder / THRESHOLDS_FILE).write_text(
         json.dumps({"tau_energy": info.tau_energy, "tau_softmax": info.tau_softmax}, indent=2) + "\n")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def artefact_digest(folder: Path) -> str:
+    """The artefact's content address: sha256 over the sorted (file name, file sha256) pairs of the files a
+    worker loads. Raises FileNotFoundError when a required file is missing."""
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} holds no {', '.join(missing)}")
+    digest = hashlib.sha256()
+    for name in sorted(name for name in DIGEST_FILES if (folder / name).is_file()):
+        digest.update(f"{name}\0{file_sha256(folder / name)}\n".encode())
+    return digest.hexdigest()

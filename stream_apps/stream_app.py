@@ -14,6 +14,8 @@ scored. Here:
 - a partition whose first unacked record stays behind later acks for HEAD_GAP_REREAD_S, or whose commit
   position stays short of the log's end for UNACKED_REREAD_S, is read again from there, between two
   fetches; a record processed already comes again, a duplicate at worst.
+
+And a worker started while the broker is down waits for it (capped backoff) instead of exiting.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka
 from faust.types import TP, Message, TransportT
 
+from infra.retry import Backoff, retry_transient_async
 from stream_apps.partition_progress import PartitionProgress
 
+DEFAULT_RETRY_MAX_DELAY_S = 30.0  # WASTEX_RETRY_MAX_DELAY_S's default
 HEAD_GAP_REREAD_S = 3.0  # several batches long: acks come in order, so a head left behind was dropped
 UNACKED_REREAD_S = 15.0  # far longer than a batch takes, model loading included: the record was dropped
 
@@ -106,7 +110,8 @@ class CurrentGenerationConsumer(aiokafka.Consumer):
 
     def _new_offset(self, tp: TP) -> int | None:
         progress = self._progress.get(tp)
-        if progress is None:
+        # The client drops a revoked partition before Faust's revoke callback runs: its next owner commits it.
+        if progress is None or tp not in self.assignment():
             return None
         position = progress.advance()
         if progress.stalled(time.monotonic(), self.highwater(tp), HEAD_GAP_REREAD_S, UNACKED_REREAD_S):
@@ -117,8 +122,27 @@ class CurrentGenerationConsumer(aiokafka.Consumer):
         return position
 
 
+class BrokerWaitingProducer(aiokafka.Producer):
+    """Waits for the broker when the worker starts, instead of exiting: a worker started while Kafka is down (or
+    restarting) comes up with it. Once started, aiokafka itself reconnects through a broker restart."""
+
+    async def on_start(self) -> None:
+        max_delay_s = self.app.retry_max_delay_s  # type: ignore[attr-defined]  # a StreamApp's
+        await retry_transient_async(self._reach_broker, what="kafka (starting the worker)",
+                                    backoff=Backoff(cap_s=max_delay_s))
+        await super().on_start()
+
+    async def _reach_broker(self) -> None:
+        probe = self._new_producer()
+        try:
+            await probe.start()
+        finally:
+            await probe.stop()
+
+
 class CurrentGenerationTransport(aiokafka.Transport):
     Consumer = CurrentGenerationConsumer
+    Producer = BrokerWaitingProducer
 
 
 class PythonIteratedStream(Stream):
@@ -131,10 +155,12 @@ class PythonIteratedStream(Stream):
 
 
 class StreamApp(App):
-    """A `faust.App` whose Kafka consumer is a `CurrentGenerationConsumer` and whose streams ack through it."""
+    """A `faust.App` whose Kafka consumer is a `CurrentGenerationConsumer`, whose streams ack through it, and
+    whose producer waits for the broker at start (with backoff capped at `retry_max_delay_s`)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, retry_max_delay_s: float = DEFAULT_RETRY_MAX_DELAY_S, **kwargs: Any) -> None:
         kwargs.setdefault("Stream", PythonIteratedStream)
+        self.retry_max_delay_s = retry_max_delay_s
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> TransportT:

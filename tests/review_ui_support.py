@@ -30,6 +30,7 @@ from schemas.events import Event, EventType, format_timestamp
 
 CLASSES = ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
 MODEL_VERSION = "m-test-1"
+MODEL_DIGEST = "c0ffee" * 10 + "c0de"
 PASSWORD = "correct horse battery"
 
 
@@ -85,6 +86,7 @@ class FlaggedImages:
             "thresholds": {"tau_energy": -4.338604, "tau_softmax": 0.7},
             "reason": "both",
             "model_version": MODEL_VERSION,
+            "model_digest": MODEL_DIGEST,
             "captured_event_id": str(uuid.uuid4()),
         }, "scoring")
 

@@ -23,7 +23,7 @@ from infra.db.models import ModelVersion
 from infra.db.registry import promote
 from infra.object_store import download_prefix, parse_s3_uri
 from infra.settings import Settings
-from schemas.model_artefact import CLASSES_FILE, KERAS_FILE, THRESHOLDS_FILE
+from schemas.model_artefact import DIGEST_FILES, KERAS_FILE
 from training_job.artefacts import read_classes, write_json
 from training_job.callbacks import EpochCallback
 from training_job.classifier import split_classifier
@@ -39,8 +39,8 @@ from training_job.training_run import run_training
 COMPARISON_FILE = "comparison.json"
 PROMOTED_BY = "trainer"
 AUTO_PROMOTE = "auto-promote"
-# Files import_model uploads itself; the run uploads the rest of the model directory beside them.
-_REGISTERED_FILES = {KERAS_FILE, CLASSES_FILE, THRESHOLDS_FILE}
+# Files import_model uploads itself (the ones the digest covers); the run uploads the rest beside them, never over them.
+_REGISTERED_FILES = set(DIGEST_FILES)
 
 Log = Callable[[str], None]
 
@@ -222,7 +222,8 @@ class CandidateRun:
             "recommendation": str(verdict.recommendation), "reason": verdict.reason})
         imported = import_model(self.settings, out_dir / KERAS_FILE, classes, version=self.run_id,
                                 tau_energy=thresholds.tau_energy, tau_softmax=thresholds.tau_softmax)
-        self.log(f"registered model {imported.version} at {imported.artefact_uri}; {imported.export.detail}")
+        self.log(f"registered model {imported.version} at {imported.artefact_uri} (digest "
+                 f"{imported.artefact_digest}); {imported.export.detail}")
         record_metrics(self.settings, self.run_id, summary(comparison.candidate))
         bucket, prefix = parse_s3_uri(imported.artefact_uri)
         client = minio_client(self.settings)

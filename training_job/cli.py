@@ -44,7 +44,8 @@ def import_command(keras_file: Path, classes_file: Path, version: str | None, ta
         console.print(f"[red]✗ {error}[/]")
         sys.exit(1)
     state = "already registered" if imported.already_registered else "registered"
-    console.print(f"{imported.version}: {state} at {imported.artefact_uri}; {imported.export.detail}")
+    console.print(f"{imported.version}: {state} at {imported.artefact_uri} (digest {imported.artefact_digest}); "
+                  f"{imported.export.detail}")
     if promote or (promote is None and production_model(settings) is None):
         promote_version(settings, imported.version, promoted_by="cli-import", source=SOURCE)
         console.print(f"{imported.version}: promoted to production")
@@ -55,9 +56,11 @@ def list_command() -> None:
     """Every registered model version and which one serves."""
     from training_job.model_registry import list_models
 
-    table = Table("version", "status", "classes", "tau_energy", "tau_softmax", "runtime", "created")
+    table = Table("version", "status", "digest", "classes", "tau_energy", "tau_softmax", "runtime", "created")
     for row in list_models(load_settings()):
-        table.add_row(row.version, row.status, str(len(row.classes)), f"{row.tau_energy:.4f}",
+        # A row registered before digests were recorded is never served: say so where an operator looks.
+        digest = row.artefact_digest[:12] if row.artefact_digest else "[red]none: not servable[/]"
+        table.add_row(row.version, row.status, digest, str(len(row.classes)), f"{row.tau_energy:.4f}",
                       f"{row.tau_softmax:.3f}", "litert" if row.has_serving_export else "keras",
                       row.created_at.strftime("%Y-%m-%d %H:%M"))
     console.print(table)

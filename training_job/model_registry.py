@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -21,6 +20,8 @@ from schemas.model_artefact import (
     SEED_TAU_ENERGY,
     SEED_TAU_SOFTMAX,
     ArtefactInfo,
+    artefact_digest,
+    file_sha256,
     write_artefact_info,
 )
 from training_job.serving_export import ExportReport, export_litert
@@ -33,16 +34,9 @@ SOURCE = "training_job"
 class ImportedModel:
     version: str
     artefact_uri: str
+    artefact_digest: str
     export: ExportReport
     already_registered: bool
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_class_file(path: Path) -> list[str]:
@@ -54,20 +48,15 @@ def read_class_file(path: Path) -> list[str]:
 
 def import_model(settings: Settings, keras_file: Path, classes: list[str], *, version: str | None = None,
                  tau_energy: float | None = None, tau_softmax: float | None = None) -> ImportedModel:
-    """Register a user's `.keras` model: LiteRT export checked against Keras, artefacts to MinIO, a row.
+    """Register a user's `.keras` model: LiteRT export checked against Keras, artefacts to MinIO, a row with the
+    artefact's content digest.
 
-    Importing the same file again is a no-op (the default version name is derived from its content).
+    Importing the same content under the same name again is a no-op (the default version name is derived from
+    the file's content); the same name with other content raises RegistryError, and nothing is uploaded.
     """
     import keras
 
-    version = version or f"imported-{_file_digest(keras_file)[:12]}"
-    Session = db_sessions(settings)
-    with Session() as session:
-        existing = session.scalars(select(ModelVersion).where(ModelVersion.version == version)).one_or_none()
-        if existing is not None:
-            return ImportedModel(version, existing.artefact_uri, ExportReport(True, 0.0, True, "already registered"),
-                                 already_registered=True)
-
+    version = version or f"imported-{file_sha256(keras_file)[:12]}"
     outputs = int(keras.models.load_model(keras_file, compile=False).output_shape[-1])
     if outputs != len(classes):
         raise RegistryError(f"the model has {outputs} outputs but {len(classes)} classes were given")
@@ -77,19 +66,41 @@ def import_model(settings: Settings, keras_file: Path, classes: list[str], *, ve
     info = ArtefactInfo(classes, SEED_TAU_ENERGY if tau_energy is None else tau_energy,
                         SEED_TAU_SOFTMAX if tau_softmax is None else tau_softmax)
 
+    Session = db_sessions(settings)
     with tempfile.TemporaryDirectory(prefix="wastex-model-") as staging:
         folder = Path(staging)
         shutil.copy2(keras_file, folder / KERAS_FILE)
         write_artefact_info(folder, info)
         report = export_litert(folder)
+        digest = artefact_digest(folder)
+        with Session() as session:
+            existing = session.scalars(select(ModelVersion).where(ModelVersion.version == version)).one_or_none()
+        if existing is not None:
+            # Checked before the upload: the registered artefact's objects must never be overwritten.
+            _same_content_or_refuse(existing, digest)
+            return ImportedModel(version, existing.artefact_uri, digest,
+                                 ExportReport(existing.has_serving_export, 0.0, True, "the same content as registered"),
+                                 already_registered=True)
         upload_folder(minio_client(settings), settings.bucket_models, version, folder)
 
     artefact_uri = f"s3://{settings.bucket_models}/{version}"
     with Session.begin() as session:
         session.add(ModelVersion(version=version, artefact_uri=artefact_uri, classes=classes,
                                  tau_energy=info.tau_energy, tau_softmax=info.tau_softmax,
-                                 metrics={}, status="candidate", has_serving_export=report.exported))
-    return ImportedModel(version, artefact_uri, report, already_registered=False)
+                                 metrics={}, status="candidate", has_serving_export=report.exported,
+                                 artefact_digest=digest))
+    log.info("registered model %s (digest %s) at %s", version, digest, artefact_uri)
+    return ImportedModel(version, artefact_uri, digest, report, already_registered=False)
+
+
+def _same_content_or_refuse(existing: ModelVersion, digest: str) -> None:
+    if existing.artefact_digest is None:
+        raise RegistryError(f"model version {existing.version!r} was registered without a content digest, so "
+                            f"its content cannot be compared: register this model under a new name")
+    if existing.artefact_digest != digest:
+        raise RegistryError(f"model version {existing.version!r} is already registered with other content "
+                            f"(digest {existing.artefact_digest[:12]}, this model {digest[:12]}): "
+                            f"register it under a new name")
 
 
 def list_models(settings: Settings) -> list[ModelVersion]:

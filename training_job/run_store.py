@@ -2,6 +2,9 @@
 
 Updates of a run's progress and outcome apply only while it is `running`, so a run already marked failed
 (interrupted) cannot be revived by a late write from the thread that trained it.
+
+A run that failed because a store was unreachable (a passing failure: its error starts with PASSING) gets a row
+like any other but does not use up one of the request's attempts: only the other failures count.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from infra.db.models import TrainingRun
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 INTERRUPTED = "interrupted"
+PASSING = "passing failure: "  # the error of a run that failed because a store was unreachable
 LOG_LINES_KEPT = 500
 ID_LENGTH = 64
 
@@ -63,6 +67,13 @@ class RunStore:
                        | ((TrainingRun.status == FAILED) & TrainingRun.retryable.is_(False)))
                 .order_by(TrainingRun.id).limit(1)).one_or_none()
 
+    def attempts_used(self, dataset_version: str) -> int:
+        """How many of the version's runs failed for a reason that counts (not a passing failure)."""
+        with self._sessions() as session:
+            return session.scalar(select(func.count(TrainingRun.id)).where(
+                TrainingRun.dataset_version == dataset_version, TrainingRun.status == FAILED,
+                ~func.coalesce(TrainingRun.error, "").startswith(PASSING, autoescape=True))) or 0
+
     def start(self, dataset_version: str, request_event_id: str, config: dict[str, Any]) -> TrainingRun:
         """A new `running` attempt at the version's request (the next attempt number)."""
         with self._sessions.begin() as session:
@@ -75,13 +86,14 @@ class RunStore:
         return run
 
     def fail_interrupted(self, max_attempts: int) -> list[TrainingRun]:
-        """Mark every `running` run failed: its trainer died. Retryable unless the attempts are used up."""
+        """Mark every `running` run failed: its trainer died (that counts as an attempt). Retryable unless the
+        attempts are used up."""
         with self._sessions.begin() as session:
             runs = list(session.scalars(select(TrainingRun).where(TrainingRun.status == RUNNING)
                                         .order_by(TrainingRun.id).with_for_update()))
             for run in runs:
                 run.status, run.error = FAILED, INTERRUPTED
-                run.retryable = run.attempt < max_attempts
+                run.retryable = self.attempts_used(run.dataset_version) + 1 < max_attempts
                 run.finished_at = datetime.now(UTC)
                 run.log = [*run.log, _line(f"{INTERRUPTED}: the trainer stopped during the run")][-LOG_LINES_KEPT:]
         return runs

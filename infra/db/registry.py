@@ -14,6 +14,11 @@ from schemas.codec import new_event
 from schemas.events import Event, EventType
 from schemas.model_artefact import KERAS_FILE, SERVING_FILE
 
+# librdkafka retries an unacknowledged event for 5 minutes by default: a promotion reported as failed (and
+# rolled back) could still be announced later. Giving up well before the flush timeout makes a failure final.
+DELIVERY_TIMEOUT_MS = 10_000
+FLUSH_TIMEOUT_S = 30.0
+
 
 class RegistryError(ValueError):
     """A registry request that cannot be carried out (unknown version, class count mismatch, ...)."""
@@ -26,12 +31,20 @@ def production_model(settings: Settings) -> ModelVersion | None:
 
 
 def promote(settings: Settings, version: str, promoted_by: str, *, source: str, action: str = "promote") -> Event:
-    """Make `version` the production model and announce it on models.promoted."""
+    """Make `version` the production model and announce it on models.promoted.
+
+    The registry change commits only after Kafka acknowledged the announcement, and a failed announcement is
+    final (PublishError, nothing changed). Workers take what to serve from the registry, not from the event.
+    """
     Session = db_sessions(settings)
     with Session.begin() as session:
-        target = session.scalars(select(ModelVersion).where(ModelVersion.version == version)).one_or_none()
+        target = session.scalars(select(ModelVersion).where(ModelVersion.version == version)
+                                 .with_for_update()).one_or_none()
         if target is None:
             raise RegistryError(f"no model version {version!r} in the registry")
+        if target.artefact_digest is None:
+            raise RegistryError(f"model version {version!r} was registered without a content digest, so no worker "
+                                f"would serve it: register the model again under a new name")
         previous = session.scalars(select(ModelVersion).where(ModelVersion.status == "production")
                                    .with_for_update()).one_or_none()
         if previous is not None and previous.version != version:
@@ -42,6 +55,7 @@ def promote(settings: Settings, version: str, promoted_by: str, *, source: str, 
         event = new_event(EventType.MODEL_PROMOTED, {
             "model_version": target.version,
             "artefact_uri": f"{target.artefact_uri}/{KERAS_FILE}",
+            "artefact_digest": target.artefact_digest,
             "serving_uri": f"{target.artefact_uri}/{SERVING_FILE}" if target.has_serving_export else None,
             "classes": list(target.classes),
             "thresholds": {"tau_energy": target.tau_energy, "tau_softmax": target.tau_softmax},
@@ -51,9 +65,9 @@ def promote(settings: Settings, version: str, promoted_by: str, *, source: str, 
             "action": action,
         }, source)
         # Announce before the transaction commits: if the broker is down, the promotion is not recorded.
-        publisher = EventPublisher(settings)
+        publisher = EventPublisher(settings, **{"message.timeout.ms": DELIVERY_TIMEOUT_MS})
         publisher.publish(event)
-        publisher.flush()
+        publisher.flush(FLUSH_TIMEOUT_S)
     return event
 
 

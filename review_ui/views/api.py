@@ -258,9 +258,11 @@ def import_labelled() -> Response:
 
 @blueprint.get("/outbox")
 def outbox() -> Response:
-    """Label events not yet acknowledged by Kafka.
+    """Label events not yet acknowledged by Kafka, and the latest ones rejected for good.
 
-    Returns {"pending", "last_error", "oldest_pending_at"}; pending > 0 for long means Kafka is down.
+    Returns {"pending", "last_error", "oldest_pending_at", "rejected": [{"id", "event_id", "reason", "created_at"}]};
+    pending > 0 for long means Kafka is down. A rejected event (it fails its contract, or Kafka refuses it for
+    good) was dead-lettered and is no longer sent, so the events after it are not held up.
     """
     with services().sessions() as session:
         return jsonify(outbox_status(session).as_dict())

@@ -56,7 +56,7 @@ def _small(data: bytes, content_type: str) -> tuple[bytes, str]:
 
 @blueprint.get("/images/<path:key>")
 def image(key: str) -> Response:
-    """The image bytes of a key images/<sha256>.<ext> from the images bucket (any other key: 404).
+    """The image bytes of a key captures/<sha256>.<ext> or images/<sha256>.<ext> of the images bucket (else 404).
 
     Cached by the browser for a year (the key names the content); ETag is the sha256.
     """

@@ -47,6 +47,7 @@ def _move_production(move) -> Response:
         flash(f"Nothing changed: Kafka did not acknowledge the promotion ({error}). Try again.", "error")
     else:
         payload = event.payload
-        flash(f"{payload['model_version']} now serves (was {payload['previous_model_version'] or 'none'}); "
+        flash(f"{payload['model_version']} (digest {payload['artefact_digest'][:12]}) now serves "
+              f"(was {payload['previous_model_version'] or 'none'}); "
               "the scoring workers swap to it between batches.", "ok")
     return redirect(url_for("models.models"))

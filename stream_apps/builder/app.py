@@ -9,20 +9,26 @@ Agents:
 - at start, versions whose announcement a crash interrupted are announced; a timer applies the version
   policy (every N staged labels, every T hours) by requesting a version like anyone else.
 Database and object store work runs in one database thread, never on the event loop.
+A passing failure (PostgreSQL, MinIO or Kafka down) is waited out with capped backoff: the record is neither
+skipped nor dead-lettered, and `/health/` says `degraded` and why. A record that can never succeed (an invalid
+event, a request for an unknown parent or a taken name, a value the database refuses) is dead-lettered on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import faust
 
 from infra.clients import db_sessions, minio_client
-from infra.db.dataset_versions import VersionError, VersionStore
+from infra.db.dataset_versions import VersionStore
 from infra.publisher import EventPublisher
+from infra.retry import Backoff, Degradation, is_transient, retry_transient_async
 from infra.settings import Settings
 from schemas.codec import InvalidEvent, dead_letter_event, decode_event, encode, new_event
 from schemas.events import DeadLetterReason, EventType, route
@@ -35,6 +41,8 @@ from stream_apps.stream_app import StreamApp
 
 log = logging.getLogger(__name__)
 POLICY_CHECK_S = 30.0
+POLICY = "version policy"
+_DEAD_LETTER_IDS = uuid.UUID("9f3e6a2b-51c8-4d07-b6e4-0a7d2c8f1e53")
 
 
 def create_app(settings: Settings, worker_name: str = "builder-1", web_port: int | None = None) -> faust.App:
@@ -59,6 +67,7 @@ def create_app(settings: Settings, worker_name: str = "builder-1", web_port: int
                              VersionAnnouncer(settings, store, minio_client(settings), EventPublisher(settings)),
                              LabelLogReader(settings), settings.version_snapshot_depth)
     database = ThreadPoolExecutor(1, thread_name_prefix="database")
+    degradation = Degradation()  # what this worker waits for (a store down): `/health/` says degraded and why
     labels = raw_topic(app, settings, LABELS)
     requests = raw_topic(app, settings, VERSION_REQUESTS)
     dead_letters = raw_topic(app, settings, DEAD_LETTERS)
@@ -66,11 +75,24 @@ def create_app(settings: Settings, worker_name: str = "builder-1", web_port: int
     async def blocking(function, *args):
         return await asyncio.get_running_loop().run_in_executor(database, function, *args)
 
+    async def waiting_out(what: str, function, *args):
+        """`function(*args)` in the database thread; a passing failure waits (capped backoff) and tries again."""
+        return await retry_transient_async(lambda: blocking(function, *args), what=what, degradation=degradation,
+                                           backoff=Backoff(cap_s=settings.retry_max_delay_s))
+
     async def send_dead_letter(event: faust.types.EventT, error: Exception, reason: DeadLetterReason | None) -> None:
         message = event.message
+        # The same record refused again after a redelivery gives the same dead letter id.
+        letter_id = uuid.uuid5(_DEAD_LETTER_IDS, f"{message.topic}:{message.partition}:{message.offset}")
         letter = dead_letter_event(message.value, error, topic=message.topic, partition=message.partition,
-                                   offset=message.offset, key=message.key, service=SOURCE, reason=reason)
-        await (await dead_letters.send(key=route(letter).key.encode(), value=encode(letter)))
+                                   offset=message.offset, key=message.key, service=SOURCE, reason=reason,
+                                   event_id=str(letter_id))
+
+        async def send() -> None:
+            await (await dead_letters.send(key=route(letter).key.encode(), value=encode(letter)))
+
+        await retry_transient_async(send, what="dead letters (Kafka)", degradation=degradation,
+                                    backoff=Backoff(cap_s=settings.retry_max_delay_s))
 
     async def decoded(event: faust.types.EventT, expected: set[EventType]):
         """The record's event, or None after dead-lettering it."""
@@ -85,18 +107,32 @@ def create_app(settings: Settings, worker_name: str = "builder-1", web_port: int
             await send_dead_letter(event, error, None)
             return None
 
+    async def refused(event: faust.types.EventT, error: Exception) -> None:
+        """A record the stores refuse for good (not a passing failure): dead-lettered on its own."""
+        log.warning("dead-lettering %s:%s, refused: %s", event.message.topic, event.message.offset, error)
+        await send_dead_letter(event, error, DeadLetterReason.PROCESSING_ERROR)
+
     @app.task
     async def announce_interrupted() -> None:
-        for name in await blocking(builder.announce_pending):
+        try:
+            names = await waiting_out("announcing interrupted versions", builder.announce_pending)
+        except Exception:  # one version that cannot be announced must not stop the worker; its request may retry
+            log.exception("could not announce the versions whose announcement was interrupted")
+            return
+        for name in names:
             log.info("announced %s, whose announcement was interrupted", name)
 
     @app.agent(labels, concurrency=1)
     async def stage(stream):
         async for event in stream.events():
             decision = await decoded(event, LABEL_EVENTS)
-            if decision is not None:
-                position = LogPosition(event.message.partition, event.message.offset)
-                await blocking(builder.stage, decision, position)
+            if decision is None:
+                continue
+            position = LogPosition(event.message.partition, event.message.offset)
+            try:
+                await waiting_out("staging labels", builder.stage, decision, position)
+            except Exception as error:
+                await refused(event, error)
 
     @app.agent(requests, concurrency=1)
     async def build(stream):
@@ -105,34 +141,55 @@ def create_app(settings: Settings, worker_name: str = "builder-1", web_port: int
             if request is None:
                 continue
             try:
-                version = await blocking(builder.build, request.payload)
-            except VersionError as error:  # an unknown parent, a name taken: the request can never succeed
-                await send_dead_letter(event, error, DeadLetterReason.PROCESSING_ERROR)
+                version = await waiting_out("building versions", builder.build, request.payload)
+            except Exception as error:  # an unknown parent, a name taken: the request can never succeed
+                await refused(event, error)
                 continue
             log.info("version %s for request %s: %s", version.name, request.payload["request_id"], version.changes)
 
-    @app.timer(POLICY_CHECK_S)
-    async def version_policy() -> None:
+    def policy_request() -> dict[str, Any] | None:
+        """The payload of the version the policy asks for now, or None."""
         if not (settings.version_every_labels or settings.version_every_hours):
-            return
-        staged = await blocking(store.staged_count)
+            return None
+        staged = store.staged_count()
         if staged == 0:
-            return
-        last = await blocking(builder.last_version_at)
+            return None
+        last = builder.last_version_at()
         due_by_labels = settings.version_every_labels and staged >= settings.version_every_labels
         due_by_time = settings.version_every_hours and (
             last is None or datetime.now(UTC) - last >= timedelta(hours=settings.version_every_hours))
         if not (due_by_labels or due_by_time):
-            return
+            return None
         # One request per state of the version list: a repeated check before it is built asks for the same.
-        latest = await blocking(lambda: max((v.id for v in store.versions()), default=0))
-        request = new_event(EventType.CREATE_VERSION_REQUESTED, {
-            "request_id": f"policy-after-{latest}", "requested_by": "version-policy", "trigger": "policy",
-            "notes": f"{staged} staged labels"}, SOURCE)
-        await (await requests.send(key=route(request).key.encode(), value=encode(request)))
+        latest = max((v.id for v in store.versions()), default=0)
+        return {"request_id": f"policy-after-{latest}", "requested_by": "version-policy", "trigger": "policy",
+                "notes": f"{staged} staged labels"}
+
+    @app.timer(POLICY_CHECK_S)
+    async def version_policy() -> None:
+        # A store down skips this check only: the next tick checks again (and says why it could not).
+        try:
+            payload = await blocking(policy_request)
+            if payload is not None:
+                request = new_event(EventType.CREATE_VERSION_REQUESTED, payload, SOURCE)
+                await (await requests.send(key=route(request).key.encode(), value=encode(request)))
+        except Exception as error:
+            if not is_transient(error):
+                log.exception("version policy check failed; checking again in %.0f s", POLICY_CHECK_S)
+                return
+            degradation.waiting(POLICY, f"{type(error).__name__}: {error}"[:300])
+            log.warning("version policy waits for a store: %s; checking again in %.0f s", error, POLICY_CHECK_S)
+            return
+        degradation.recovered(POLICY)
 
     @app.page("/health/")
     async def health_page(web, request):
-        return web.json({"worker": worker_name, "staged": await blocking(store.staged_count)})
+        try:
+            staged = await blocking(store.staged_count)
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            staged = None  # PostgreSQL down: the report says what the worker waits for
+        return web.json({"worker": worker_name, "staged": staged, **degradation.report()})
 
     return app

@@ -1,13 +1,13 @@
 """`wastex dataset register`: a labelled folder becomes a seed version (objects in MinIO, rows, manifest, event).
 
-Images are content-addressed, so registering a folder again uploads nothing, and the same folder content
-maps to the same request id, so it finds its version instead of making a second one.
+Images go to the dataset store (`images/<sha256>.<ext>`), checked like every image (infra/images.py); they are
+content-addressed, so registering a folder again uploads nothing, and the same folder content maps to the same
+request id, so it finds its version instead of making a second one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minio import Minio
-from minio.error import S3Error
-from PIL import Image, UnidentifiedImageError
 from rich.progress import Progress
 
 from infra.db.dataset_versions import Change, VersionStore
 from infra.db.models import DatasetVersion
-from schemas.image_keys import FORMAT_TYPES, image_object_key
+from infra.images import ImageLimits, ImageRefused, check_image, store_image
+from infra.settings import load_settings
+from schemas.image_keys import DATASET_STORE
 from stream_apps.builder.seed_folder import SeedImage
 
 UPLOAD_THREADS = 4
@@ -44,38 +44,23 @@ class Registration:
     conflicting: list[str] = field(default_factory=list)  # digests labelled with two classes, left out
 
 
-def _content_type(data: bytes) -> str:
-    try:
-        image_format = Image.open(io.BytesIO(data)).format
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"not an image: {error}") from None
-    if image_format not in FORMAT_TYPES:
-        raise ValueError(f"unsupported image format {image_format}")
-    return FORMAT_TYPES[image_format]
-
-
 class SeedRegistrar:
-    def __init__(self, storage: Minio, bucket: str, store: VersionStore) -> None:
+    def __init__(self, storage: Minio, bucket: str, store: VersionStore, limits: ImageLimits | None = None) -> None:
         self._storage = storage
         self._bucket = bucket
         self._store = store
+        self._limits = limits or ImageLimits.of(load_settings())
 
     def _store_image(self, image: SeedImage) -> StoredImage | tuple[Path, str]:
         try:
             data = image.path.read_bytes()
-            content_type = _content_type(data)
-        except (OSError, ValueError) as error:
+            content_type = check_image(data, self._limits.max_bytes, self._limits.max_pixels)
+        except OSError as error:
             return image.path, str(error)
-        sha256 = hashlib.sha256(data).hexdigest()
-        key = image_object_key(sha256, content_type)
-        try:
-            self._storage.stat_object(self._bucket, key)
-            return StoredImage(image, sha256, key, uploaded=False)
-        except S3Error as error:
-            if error.code != "NoSuchKey":
-                raise
-        self._storage.put_object(self._bucket, key, io.BytesIO(data), len(data), content_type=content_type)
-        return StoredImage(image, sha256, key, uploaded=True)
+        except ImageRefused as refusal:
+            return image.path, refusal.message
+        stored = store_image(self._storage, self._bucket, DATASET_STORE, data, content_type, skip_existing=True)
+        return StoredImage(image, stored.sha256, stored.key, stored.uploaded)
 
     def register(self, images: list[SeedImage], name: str, *, created_by: str, notes: str) -> Registration:
         stored: list[StoredImage] = []

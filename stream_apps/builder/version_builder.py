@@ -5,6 +5,7 @@ Blocking (PostgreSQL, MinIO, Kafka acknowledgements): the Faust app calls these 
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -14,9 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from infra.db.dataset_versions import Change, VersionStore
 from infra.db.models import DatasetVersion, StagedLabel
+from infra.retry import is_transient
 from schemas.events import Event, EventType, parse_timestamp
 from stream_apps.builder.announcer import VersionAnnouncer
 from stream_apps.builder.label_log import LabelLogReader, LogPosition
+
+log = logging.getLogger(__name__)
 
 
 def decided_label(event: Event) -> str | None:
@@ -53,6 +57,17 @@ class VersionBuilder:
             row.decided_at = parse_timestamp(event.occurred_at)
         return True
 
+    def _catch_up(self, label_log: LabelLogReader) -> None:
+        """Stage what the label log holds beyond what is staged; a decision the database refuses for good is
+        left out (the `stage` agent dead-letters it), a passing failure is raised."""
+        for event, position in label_log.decisions_after(self.staged_upto()):
+            try:
+                self.stage(event, position)
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                log.warning("label event %s not staged: %s", event.event_id, error)
+
     def _next_name(self, session: Session) -> str:
         number = (session.scalar(select(func.max(DatasetVersion.id))) or 0) + 1
         while session.scalar(select(DatasetVersion.id).where(DatasetVersion.name == f"v{number}")) is not None:
@@ -64,8 +79,7 @@ class VersionBuilder:
         version = self._store.by_request(request["request_id"])
         if version is None:
             if self._label_log is not None:
-                for event, position in self._label_log.decisions_after(self.staged_upto()):
-                    self.stage(event, position)
+                self._catch_up(self._label_log)
             try:
                 version = self.materialise(request)
             except IntegrityError:  # another builder answered the same request first

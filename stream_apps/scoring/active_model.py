@@ -1,7 +1,13 @@
-"""The model a worker serves: the registry's production row, its artefact downloaded and loaded."""
+"""The model a worker serves: the registry's production row, its artefact downloaded, verified and loaded.
+
+What serves is what is registered: the local cache is keyed by the artefact's content digest (version names
+repeat across deployments and database resets), and a copy whose content does not match the registry's digest
+is never loaded.
+"""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -11,14 +17,30 @@ from infra.clients import minio_client
 from infra.db.registry import production_model
 from infra.object_store import download_prefix, parse_s3_uri
 from infra.settings import Settings
-from schemas.model_artefact import KERAS_FILE, read_artefact_info
+from schemas.model_artefact import artefact_digest, read_artefact_info
 from schemas.ood_scores import Thresholds
 from stream_apps.scoring.runtime import KerasModel, LiteRTModel, load_serving_model
+
+log = logging.getLogger(__name__)
+
+
+class UnservableModel(RuntimeError):
+    """The registry names a model this worker must not serve as it is (no digest, or bytes that differ)."""
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """What the registry says serves: the version, its artefact folder and the digest its bytes must have."""
+
+    version: str
+    artefact_uri: str  # the folder, s3://<bucket>/<prefix>
+    digest: str | None  # None for a row registered before digests were recorded
 
 
 @dataclass(frozen=True)
 class ActiveModel:
     version: str
+    digest: str
     classes: list[str]
     thresholds: Thresholds
     runtime: LiteRTModel | KerasModel
@@ -28,33 +50,73 @@ class ActiveModel:
         return self.runtime.input_size
 
 
+def registered_production(settings: Settings) -> RegisteredModel | None:
+    """The registry's production row, if any."""
+    row = production_model(settings)
+    return None if row is None else RegisteredModel(row.version, row.artefact_uri, row.artefact_digest)
+
+
 def load_model_folder(version: str, folder: Path, threads: int | None = None) -> ActiveModel:
     info = read_artefact_info(folder)
-    return ActiveModel(version, info.classes, Thresholds(info.tau_energy, info.tau_softmax),
+    return ActiveModel(version, artefact_digest(folder), info.classes, Thresholds(info.tau_energy, info.tau_softmax),
                        load_serving_model(folder, threads))
 
 
-def fetch_artefact(settings: Settings, version: str, artefact_uri: str) -> Path:
-    """Download an artefact once into the state directory; artefacts never change after upload.
+def _digest_or_none(folder: Path) -> str | None:
+    try:
+        return artefact_digest(folder)
+    except FileNotFoundError:
+        return None
+
+
+def _discard(folder: Path) -> None:
+    """Move a folder aside before removing it, so a worker sharing the state directory never reads half of it."""
+    aside = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.discarded")
+    try:
+        folder.rename(aside)
+    except OSError:
+        return  # gone already
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def fetch_artefact(settings: Settings, registered: RegisteredModel) -> Path:
+    """The verified artefact folder `<state_dir>/models/<digest>/`, downloaded unless a valid copy is there.
 
     Workers sharing the state directory may download at the same time: each fills a folder of its own and
-    renames it into place, so a reader never sees a half-downloaded artefact.
+    renames it into place, so a reader never sees a half-downloaded artefact. Raises UnservableModel for a row
+    without a digest and for downloaded bytes whose digest differs (the bad copy is removed).
     """
-    folder = settings.state_dir / "models" / version
-    if (folder / KERAS_FILE).exists():
-        return folder
-    bucket, prefix = parse_s3_uri(artefact_uri)
-    partial = folder.with_name(f".{version}.{uuid.uuid4().hex}.partial")
+    expected = registered.digest
+    if expected is None:
+        raise UnservableModel(f"model {registered.version} has no content digest in the registry (registered "
+                              f"before digests were recorded): refusing to serve it unverified")
+    folder = settings.state_dir / "models" / expected
+    if folder.is_dir():
+        cached = _digest_or_none(folder)
+        if cached == expected:
+            return folder
+        log.warning("cached artefact %s holds digest %s, not its name: downloading model %s again", folder,
+                    cached, registered.version)
+        _discard(folder)
+    bucket, prefix = parse_s3_uri(registered.artefact_uri)
+    partial = folder.with_name(f".{expected}.{uuid.uuid4().hex}.partial")
     download_prefix(minio_client(settings), bucket, prefix, partial)
+    actual = _digest_or_none(partial)
+    if actual != expected:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise UnservableModel(f"model {registered.version} at {registered.artefact_uri}: downloaded digest {actual}, "
+                              f"registered digest {expected}; refusing to serve it")
     try:
         partial.rename(folder)
-    except OSError:  # another worker's complete copy is in place already
+    except OSError:  # another worker's complete copy is in place already (verified again when loaded)
         shutil.rmtree(partial, ignore_errors=True)
     return folder
 
 
-def load_production_model(settings: Settings, threads: int | None = None) -> ActiveModel | None:
-    row = production_model(settings)
-    if row is None:
-        return None
-    return load_model_folder(row.version, fetch_artefact(settings, row.version, row.artefact_uri), threads)
+def load_registered(settings: Settings, registered: RegisteredModel, threads: int | None = None) -> ActiveModel:
+    """The registered model, loaded from verified bytes (the folder's digest is checked again after loading)."""
+    model = load_model_folder(registered.version, fetch_artefact(settings, registered), threads)
+    if model.digest != registered.digest:  # a concurrent writer replaced the cache folder between fetch and load
+        raise UnservableModel(f"model {registered.version}: loaded digest {model.digest}, registered digest "
+                              f"{registered.digest}")
+    return model

@@ -8,8 +8,9 @@ Agents:
   is co-partitioned with the classified topic.
 - a timer publishes the state of the partitions this worker owns to counts.partition-snapshots;
   `aggregate` (one partition, so one worker) sums them into counts.totals and counts.windows.
-- a task loads the production model, then follows models.promoted (every worker, see promotions.py) and
-  swaps to each promoted model between batches, without a restart.
+- a task keeps the served model in step with the registry's production row (see model_holder.py): at start,
+  on every models.promoted announcement (every worker, see promotions.py) and on a timer; swaps land between
+  batches, without a restart.
 """
 
 from __future__ import annotations
@@ -18,20 +19,20 @@ import asyncio
 import copy
 import json
 import logging
-import posixpath
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
-import numpy as np
 from faust.types import TP
 
 from infra.clients import minio_client
+from infra.image_retention import ImageRetention
+from infra.retry import Backoff, Degradation, is_transient, retry_transient_async
 from infra.settings import Settings
 from schemas.codec import InvalidEvent, decode_event, encode, new_event
-from schemas.events import Event, EventType, parse_timestamp, route, utc_now
+from schemas.events import EventType, parse_timestamp, route, utc_now
 from schemas.topics import (
     COUNTS_SNAPSHOTS,
     COUNTS_TOTALS,
@@ -42,68 +43,27 @@ from schemas.topics import (
     IMAGES_OOD,
 )
 from stream_apps.raw_topics import raw_topic
-from stream_apps.scoring.active_model import ActiveModel, fetch_artefact, load_model_folder, load_production_model
-from stream_apps.scoring.batch import SOURCE, BatchScorer, CapturedRecord, Outcome, dead_letter
-from stream_apps.scoring.counting import CountKey, apply_classified, empty_state, totals, window_end
+from stream_apps.scoring.batch import SOURCE, BatchScorer, CapturedRecord, Outcome
+from stream_apps.scoring.counting import (
+    CountKey,
+    CountLimits,
+    apply_classified,
+    empty_state,
+    live_windows,
+    totals,
+    window_end,
+)
 from stream_apps.scoring.decode import ImageLimits
 from stream_apps.scoring.image_store import ImageStore
 from stream_apps.scoring.in_order import InOrderBatches
+from stream_apps.scoring.model_holder import ModelHolder
+from stream_apps.scoring.outcome_delivery import deliver
+from stream_apps.scoring.patient_scoring import PatientScorer
 from stream_apps.scoring.pipeline import ScoringPipeline
 from stream_apps.scoring.promotions import PromotionFeed
 from stream_apps.stream_app import StreamApp
 
 log = logging.getLogger(__name__)
-MODEL_POLL_S = 5.0
-
-
-class ModelHolder:
-    """The model this worker serves. A batch takes the current one when it starts, so a swap lands between
-    batches; the next model is loaded and warmed up in a thread of its own while the current one serves."""
-
-    def __init__(self, settings: Settings, pipeline: ScoringPipeline) -> None:
-        self._settings = settings
-        self._pipeline = pipeline
-        self._loader = ThreadPoolExecutor(1, thread_name_prefix="model-loader")
-        self.current: ActiveModel | None = None
-
-    async def ready(self) -> ActiveModel:
-        while self.current is None:
-            loop = asyncio.get_running_loop()
-            self.current = await loop.run_in_executor(self._pipeline.model_thread, load_production_model,
-                                                      self._settings)
-            if self.current is None:
-                log.warning("no production model in the registry yet; retrying in %.0f s", MODEL_POLL_S)
-                await asyncio.sleep(MODEL_POLL_S)
-            else:
-                log.info("serving model %s (%s)", self.current.version, self.current.runtime.runtime)
-        return self.current
-
-    async def swap(self, promoted: Event) -> None:
-        """Serve the promoted model from the next batch on; a model that fails to load leaves the old one."""
-        version = promoted.payload["model_version"]
-        if self.current is not None and self.current.version == version:
-            return
-        folder_uri = posixpath.dirname(promoted.payload["artefact_uri"])
-        loop = asyncio.get_running_loop()
-        try:
-            model = await loop.run_in_executor(self._loader, self._load_warm, version, folder_uri)
-        except Exception:
-            log.exception("model %s could not be loaded; still serving %s", version,
-                          self.current.version if self.current else None)
-            return
-        previous, self.current = self.current, model
-        log.info("serving model %s (%s) instead of %s", version, model.runtime.runtime,
-                 previous.version if previous else None)
-
-    def _load_warm(self, version: str, folder_uri: str) -> ActiveModel:
-        model = load_model_folder(version, fetch_artefact(self._settings, version, folder_uri))
-        size = model.input_size
-        # The first call allocates the interpreter's tensors; paying for it here keeps it off a live batch.
-        model.runtime.logits(np.zeros((self._settings.scoring_batch_size, size, size, 3), np.float32))
-        return model
-
-    def close(self) -> None:
-        self._loader.shutdown(wait=False, cancel_futures=True)
 
 
 def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int | None = None) -> faust.App:
@@ -131,13 +91,15 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
         broker_session_timeout=15,
         broker_heartbeat_interval=3,
         consumer_auto_offset_reset="earliest",
+        retry_max_delay_s=settings.retry_max_delay_s,
     )
     pipeline = ScoringPipeline(BatchScorer(
         ImageStore(minio_client(settings), settings.max_image_bytes),
         ImageLimits(settings.max_image_bytes, settings.max_image_pixels),
         settings.keep_sample_rate,
     ))
-    holder = ModelHolder(settings, pipeline)
+    degradation = Degradation()  # what this worker waits for (a store down): `/health/` says degraded and why
+    holder = ModelHolder(settings, settings.scoring_batch_size, degradation)
     captured = raw_topic(app, settings, IMAGES_CAPTURED)
     classified = raw_topic(app, settings, IMAGES_CLASSIFIED)
     outputs = {spec.name: raw_topic(app, settings, spec)
@@ -147,8 +109,12 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
     json_by_text = faust.Schema(key_serializer="json", value_serializer="json")
     count_state = app.Table("count-state", partitions=settings.image_partitions, schema=json_by_text)
     latest_snapshots = app.Table("latest-snapshots", partitions=1, schema=json_by_text)
+    # (due, (bucket, key)) of classified captures, in due order; only image_retention deletes, after its checks.
     pending_deletions: deque[tuple[float, tuple[str, str]]] = deque()
-    published_updates: dict[str, int] = {}
+    retention = ImageRetention.of(settings)
+    deletion_backoff = Backoff(cap_s=settings.retry_max_delay_s)
+    published_updates: dict[str, tuple[int, int]] = {}  # partition -> (updates, live windows) last published
+    count_limits = CountLimits.from_settings(settings)
     published_counts: dict[CountKey, int] = {}
 
     async def send(event) -> asyncio.Future:
@@ -157,32 +123,31 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
 
     async def send_outcomes(outcomes: list[Outcome]) -> None:
         """Send and wait for every acknowledgement; only then may the batch's offsets be committed."""
-        pending = [await send(outcome.event) for outcome in outcomes]
-        await asyncio.gather(*pending)
+        outcomes = await deliver(outcomes, send, degradation=degradation, max_delay_s=settings.retry_max_delay_s)
         # Deleted later, not now: a batch redelivered after a rebalance must still find its images and
         # score them to the same outcome. A crash before the delay only leaves an image behind.
         due = time.monotonic() + settings.delete_delay_s
         pending_deletions.extend((due, target) for target in
                                  (outcome.delete_after for outcome in outcomes) if target)
 
+    # A passing failure waits and scores the batch again; a failing model waits; only a bad record is dead-lettered.
+    patient = PatientScorer(pipeline.score, holder.ready, pipeline.model_works, degradation=degradation,
+                            max_delay_s=settings.retry_max_delay_s)
+
     async def score_batch(records: list[CapturedRecord]) -> list[Outcome]:
-        model = await holder.ready()
-        try:
-            return await pipeline.score(records, model)
-        except Exception as error:  # a failing model must not lose the batch
-            log.exception("scoring a batch of %d failed; dead-lettering it", len(records))
-            return [dead_letter(record, None, error) for record in records]
+        return await patient.score(records)
 
     @app.task
     async def serve_promoted_models() -> None:
-        """Load the production model, then swap to every model promoted after it."""
+        """Serve the registry's production model; every announcement on models.promoted makes the holder look."""
         feed = PromotionFeed(settings)
-        await feed.start()  # before loading: a promotion in between is read, not missed
+        await feed.start()  # before the first look: a promotion in between is read, not missed
+        keeping = asyncio.ensure_future(holder.keep_in_step())
         try:
-            await holder.ready()
             async for promoted in feed.events():
-                await holder.swap(promoted)
+                holder.announced(promoted)
         finally:
+            keeping.cancel()
             await feed.stop()
             holder.close()
 
@@ -198,17 +163,36 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
 
     @app.timer(1.0)
     async def delete_due_images() -> None:
+        """Classified captures past their delay go to retention, off the loop. A store that is down keeps them
+        pending (backoff, `/health/` degraded); any other failure only leaves images behind for `images gc`."""
         now, due = time.monotonic(), []
         while pending_deletions and pending_deletions[0][0] <= now:
             due.append(pending_deletions.popleft()[1])
-        if due:
-            await pipeline.delete_images(due)
+        if not due:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            done = await loop.run_in_executor(None, retention.delete_classified_captures, due,
+                                              settings.delete_delay_s)
+        except Exception:
+            log.exception("deleting %d classified captures failed; they stay until `wastex images gc`", len(due))
+            return
+        if done.error is None:
+            deletion_backoff.reset()
+            degradation.recovered("image deletions")
+            return
+        delay = deletion_backoff.next_delay()
+        reason = f"{type(done.error).__name__}: {done.error}"[:300]
+        log.warning("%d image deletions wait %.1f s for a passing failure: %s", len(done.retry), delay, reason)
+        degradation.waiting("image deletions", reason)
+        pending_deletions.extendleft((now + delay, target) for target in reversed(done.retry))
 
     @app.agent(classified, concurrency=1)
     async def count(stream):
         async for event in stream.events():
             try:
-                payload = decode_event(event.value).payload
+                classified_event = decode_event(event.value)
+                payload = classified_event.payload
             except InvalidEvent:
                 log.error("skipping an invalid record at %s:%s", event.message.tp, event.message.offset)
                 continue
@@ -218,21 +202,50 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
             state = copy.deepcopy(stored) if stored is not None else empty_state()
             position = payload["captured_position"]
             if apply_classified(state, position["partition"], position["offset"], payload["predicted_class"],
-                                payload["camera_id"], parse_timestamp(payload["captured_at"])):
+                                payload["camera_id"], parse_timestamp(payload["captured_at"]),
+                                parse_timestamp(classified_event.occurred_at), datetime.now(UTC), count_limits):
                 count_state[key] = state
 
     @app.timer(1.0)
     async def publish_snapshots() -> None:
+        """Each owned partition's state without its stale windows, again whenever a count or a window changed."""
+        try:
+            await _publish_owned_snapshots()
+        except Exception as error:  # a timer that raises stops the worker: wait for the next tick instead
+            _timer_failed("kafka (publishing count snapshots)", error)
+        else:
+            degradation.recovered("kafka (publishing count snapshots)")
+
+    async def _publish_owned_snapshots() -> None:
         owned = app.assignor.assigned_actives()
+        now = datetime.now(UTC)
         for partition in range(settings.image_partitions):
             key = str(partition)
             if TP(classified.get_topic_name(), partition) not in owned:
                 published_updates.pop(key, None)
                 continue
             state = count_state.get(key)
-            if state is not None and published_updates.get(key) != state["updates"]:
-                await snapshots.send(key=key.encode(), value=json.dumps(state).encode(), partition=0)
-                published_updates[key] = state["updates"]
+            if state is None:
+                continue
+            live = live_windows(state, now, count_limits)
+            published = (live["updates"], len(live["windows"]))  # a window aging out is a change as well
+            if published_updates.get(key) != published:
+                await snapshots.send(key=key.encode(), value=json.dumps(live).encode(), partition=0)
+                published_updates[key] = published
+
+    @app.timer(10.0)
+    async def forget_stale_published_counts() -> None:
+        """What was published for windows no longer live is forgotten, so the memory follows the live windows."""
+        oldest = count_limits.oldest_window(datetime.now(UTC))
+        for stale in [key for key in published_counts if key[2] is not None and key[2] < oldest]:
+            del published_counts[stale]
+
+    def _timer_failed(what: str, error: Exception) -> None:
+        if is_transient(error):
+            log.warning("%s: a passing failure, trying again on the next tick: %r", what, error)
+            degradation.waiting(what, f"{type(error).__name__}: {error}"[:300])
+        else:
+            log.exception("%s failed; trying again on the next tick", what)
 
     @app.agent(snapshots, concurrency=1)
     async def aggregate(stream):
@@ -242,10 +255,12 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
             if current is not None and current["updates"] > snapshot["updates"]:
                 continue  # a late snapshot from the partition's previous owner
             latest_snapshots[key] = snapshot
-            await _publish_changed_counts()
+            await retry_transient_async(_publish_changed_counts, what="kafka (publishing counts)",
+                                        degradation=degradation, backoff=Backoff(cap_s=settings.retry_max_delay_s))
 
     async def _publish_changed_counts() -> None:
-        summed = totals(value for value in latest_snapshots.values() if value is not None)
+        oldest = count_limits.oldest_window(datetime.now(UTC))
+        summed = totals((value for value in latest_snapshots.values() if value is not None), oldest)
         as_of = utc_now()
         for (scope, name, start), value in summed.items():
             if published_counts.get((scope, name, start)) == value:
@@ -259,14 +274,16 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
     @app.page("/counts/")
     @app.table_route(table=latest_snapshots, exact_key="0")
     async def counts_page(web, request):
-        summed = totals(value for value in latest_snapshots.values() if value is not None)
+        oldest = count_limits.oldest_window(datetime.now(UTC))
+        summed = totals((value for value in latest_snapshots.values() if value is not None), oldest)
         return web.json(_counts_document(summed))
 
     @app.page("/health/")
     async def health_page(web, request):
         model = holder.current
         return web.json({"worker": worker_name, "model_version": model.version if model else None,
-                         "runtime": model.runtime.runtime if model else None})
+                         "model_digest": model.digest if model else None,
+                         "runtime": model.runtime.runtime if model else None, **degradation.report()})
 
     return app
 

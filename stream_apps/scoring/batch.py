@@ -15,6 +15,8 @@ from enum import StrEnum
 
 import numpy as np
 
+from infra.image_retention import keeps_sample
+from infra.retry import is_transient
 from schemas.codec import InvalidEvent, dead_letter_event, decode_event, new_event
 from schemas.events import DeadLetterReason, Event, EventType
 from stream_apps.scoring.active_model import ActiveModel
@@ -46,7 +48,8 @@ class Outcome:
     kind: Kind
     event: Event
     record: CapturedRecord
-    delete_after: tuple[str, str] | None = None  # (bucket, key) of an image no longer needed
+    # (bucket, key) of a classified capture no longer needed: image_retention deletes it unless something refers to it
+    delete_after: tuple[str, str] | None = None
 
 
 @dataclass
@@ -71,11 +74,6 @@ def dead_letter(record: CapturedRecord, reason: DeadLetterReason | None, error: 
     return Outcome(Kind.DEAD_LETTER, event, record)
 
 
-def keeps_sample(sha256: str, keep_rate: float) -> bool:
-    """A fixed fraction of images, chosen by content, stays in MinIO after classification."""
-    return int(sha256[:8], 16) / 0x1_0000_0000 < keep_rate
-
-
 class BatchScorer:
     def __init__(self, store: ImageStore, limits: ImageLimits, keep_rate: float = 0.0) -> None:
         self.store = store
@@ -96,11 +94,15 @@ class BatchScorer:
             return dead_letter(record, error.reason, error)
         except BadImage as error:
             return dead_letter(record, DeadLetterReason(error.reason), error.detail)
-        except Exception as error:  # an unexpected failure must not stop the worker or lose the record
+        except Exception as error:
+            if is_transient(error):
+                raise  # MinIO unreachable or busy: not the record's fault, the caller waits and tries again
+            # Anything else that only this record meets must not stop the worker.
             return dead_letter(record, DeadLetterReason.PROCESSING_ERROR, error)
 
     def prepare(self, records: list[CapturedRecord], size: int, pool: Executor | None = None) -> PreparedBatch:
-        """Validate, fetch and decode every record (in parallel on `pool` when given)."""
+        """Validate, fetch and decode every record (in parallel on `pool` when given). A bad record becomes a
+        dead letter; a passing failure (`infra.retry.is_transient`) is raised, for the whole batch to wait."""
         results = (pool.map(lambda r: self._prepare_one(r, size), records) if pool is not None
                    else (self._prepare_one(r, size) for r in records))
         batch = PreparedBatch()
@@ -132,6 +134,7 @@ class BatchScorer:
             "confidence": min(1.0, verdict.confidence),
             "energy": verdict.energy,
             "model_version": model.version,
+            "model_digest": model.digest,
             "captured_event_id": captured.event_id,
         }
         if verdict.is_ood:

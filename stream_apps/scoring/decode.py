@@ -1,19 +1,17 @@
-"""Image bytes -> a model-sized RGB array, refusing what is not a sane image before decoding it."""
+"""Image bytes -> a model-sized RGB array, refusing what is not a sane image before decoding it.
+
+The header checks (size, pixels, format) are the shared acceptance rules of infra/images.py; this module
+adds the decode to an array and the translation of a refusal into a dead-letter reason.
+"""
 
 from __future__ import annotations
 
-import io
-import warnings
-from dataclasses import dataclass
-
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from infra.images import ImageLimits, ImageRefused, open_header, read_failure
 
-@dataclass(frozen=True)
-class ImageLimits:
-    max_bytes: int
-    max_pixels: int
+__all__ = ["BadImage", "ImageLimits", "decode_image"]
 
 
 class BadImage(ValueError):
@@ -25,36 +23,17 @@ class BadImage(ValueError):
         self.detail = detail
 
 
-def _read_failure(error: OSError) -> BadImage:
-    reason = "truncated_image" if "truncated" in str(error).lower() else "decode_error"
-    return BadImage(reason, str(error))
-
-
 def decode_image(data: bytes, size: int, limits: ImageLimits) -> np.ndarray:
     """Decode to a (size, size, 3) uint8 array: the full frame, resized bilinearly, no crop."""
-    if len(data) > limits.max_bytes:
-        raise BadImage("too_many_bytes", f"{len(data)} bytes, the limit is {limits.max_bytes}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))  # reads the header only
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise BadImage("too_many_pixels", str(error)) from None
-    except UnidentifiedImageError:
-        raise BadImage("not_an_image", f"{len(data)} bytes that no image decoder recognises") from None
-    except OSError as error:  # the header itself is cut off
-        raise _read_failure(error) from None
-    width, height = image.size
-    if width * height > limits.max_pixels:
-        raise BadImage("too_many_pixels", f"{width}x{height} = {width * height} pixels, the limit is "
-                                          f"{limits.max_pixels}")
-    try:
-        # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: far less work for camera-sized frames.
-        image.draft("RGB", (size, size))
-        image.load()
-    except OSError as error:
-        raise _read_failure(error) from None
-    except Exception as error:
-        raise BadImage("decode_error", f"{type(error).__name__}: {error}") from None
+        image = open_header(data, limits.max_bytes, limits.max_pixels)
+        try:
+            # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: far less work for camera-sized frames.
+            image.draft("RGB", (size, size))
+            image.load()
+        except Exception as error:
+            raise read_failure(error, image.format) from None
+    except ImageRefused as refusal:
+        raise BadImage(refusal.reason, refusal.message) from None
     rgb = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(rgb, dtype=np.uint8)

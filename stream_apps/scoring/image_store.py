@@ -1,4 +1,4 @@
-"""Image bytes in MinIO: read with a size cap, delete once classified."""
+"""Image bytes in MinIO, read with a size cap (deletions belong to infra.image_retention)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,3 @@ class ImageStore:
         if len(data) > self._max_bytes:
             raise BadImage("too_many_bytes", f"s3://{bucket}/{key} is over the {self._max_bytes}-byte limit")
         return data
-
-    def delete(self, bucket: str, key: str) -> None:
-        self._client.remove_object(bucket, key)

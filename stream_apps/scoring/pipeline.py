@@ -7,10 +7,15 @@ chunk i+1. The model is only ever touched from its own single thread.
 from __future__ import annotations
 
 import asyncio
+import logging
 from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 
 from stream_apps.scoring.active_model import ActiveModel
 from stream_apps.scoring.batch import BatchScorer, CapturedRecord, Outcome, infer
+
+log = logging.getLogger(__name__)
 
 
 class ScoringPipeline:
@@ -29,18 +34,30 @@ class ScoringPipeline:
 
         outcomes: list[Outcome] = []
         upcoming = loop.run_in_executor(None, prepare, chunks[0]) if chunks else None
-        for index in range(len(chunks)):
-            prepared = await upcoming
-            if index + 1 < len(chunks):
-                upcoming = loop.run_in_executor(None, prepare, chunks[index + 1])
-            logits = await loop.run_in_executor(self.model_thread, infer, model, prepared)
-            outcomes += self.scorer.route(prepared, logits, model)
+        try:
+            for index in range(len(chunks)):
+                prepared = await upcoming
+                if index + 1 < len(chunks):
+                    upcoming = loop.run_in_executor(None, prepare, chunks[index + 1])
+                logits = await loop.run_in_executor(self.model_thread, infer, model, prepared)
+                outcomes += self.scorer.route(prepared, logits, model)
+        finally:
+            if upcoming is not None and not upcoming.done():
+                # The batch failed (MinIO went away, say): the chunk being decoded is not needed any more.
+                upcoming.cancel()
+                await asyncio.gather(upcoming, return_exceptions=True)
         return sorted(outcomes, key=lambda o: (o.record.partition, o.record.offset))
 
-    async def delete_images(self, targets: list[tuple[str, str]]) -> None:
+    async def model_works(self, model: ActiveModel) -> bool:
+        """Whether `model` still scores one blank image to finite logits: tells a failing model from a bad record."""
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self._io, self.scorer.store.delete, bucket, key)
-                               for bucket, key in targets))
+        blank = np.zeros((1, model.input_size, model.input_size, 3), np.float32)
+        try:
+            logits = await loop.run_in_executor(self.model_thread, model.runtime.logits, blank)
+        except Exception:
+            log.exception("model %s fails on a blank image", model.version)
+            return False
+        return bool(np.isfinite(logits).all())
 
     def close(self) -> None:
         self.model_thread.shutdown(wait=True)

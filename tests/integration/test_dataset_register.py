@@ -21,6 +21,7 @@ from infra.settings import Settings
 from infra.topic_reader import TopicReader
 from schemas.dataset_manifest import ManifestRow, split_for_digest
 from schemas.events import EventType
+from schemas.image_keys import DATASET_STORE
 from stream_apps.builder.announcer import VersionAnnouncer
 
 WASTEX = str(Path(sys.executable).with_name("wastex"))
@@ -75,8 +76,9 @@ def test_a_folder_registers_once_with_mapped_classes_and_an_announced_manifest(f
     assert hashlib.sha256(data).hexdigest() == version.manifest_sha256
     rows = [ManifestRow.from_json(json.loads(line)) for line in data.decode().splitlines()]
     assert {(r.sha256, r.class_name, r.split) for r in rows} == {(m.sha256, m.label, m.split) for m in members}
-    for row in rows:  # every manifest image is in the images bucket with exactly these bytes
+    for row in rows:  # every manifest image is in the dataset store of the images bucket with exactly these bytes
         image_bucket, image_key = row.image.removeprefix("s3://").split("/", 1)
+        assert image_key.startswith(f"{DATASET_STORE}/")
         assert hashlib.sha256(client.get_object(image_bucket, image_key).read()).hexdigest() == row.sha256
 
     created = TopicReader.collect(fresh_deployment, 3, "dataset.versions")["dataset.versions"]

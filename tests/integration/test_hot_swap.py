@@ -1,24 +1,32 @@
-"""Promoted and rolled-back models reach every scoring worker without a restart, an image lost or counted twice."""
+"""Promoted and rolled-back models reach every scoring worker without a restart, an image lost or counted twice;
+a worker serves the registered bytes whatever its cache holds, and follows the registry when an announcement is lost."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from infra.clients import minio_client
+from infra.clients import db_sessions, minio_client
+from infra.db.models import ModelVersion
 from infra.db.registry import promote, rollback
 from infra.deployment import create_deployment, drop_deployment
+from infra.object_store import download_prefix
 from infra.publisher import EventPublisher
+from infra.services.process import free_port
 from infra.settings import Settings
 from infra.topic_reader import TopicReader
 from producers.capture import CapturedImage, CaptureSink
 from schemas.events import Event
+from schemas.model_artefact import CLASSES_FILE, artefact_digest
 from stream_apps.worker_process import WorkerProcess
 from tests.controlled_models import GREEN, GREY, METAL_GLASS, METAL_GLASS_PAPER, RED, import_controlled, photo
+from tests.private_home import private_home
 
 pytestmark = pytest.mark.integration
 OUTPUT_TOPICS = ("images.classified", "images.ood", "dead-letters")
@@ -123,3 +131,64 @@ def _outcomes(reader: TopicReader) -> dict[str, list[tuple[str, Event]]]:
             captured = event.payload.get("captured_event_id") or event.payload.get("original_event_id")
             found.setdefault(captured, []).append((topic, event))
     return found
+
+
+def _digest_of(isolated: Settings, version: str) -> str:
+    with db_sessions(isolated)() as session:
+        return session.scalars(select(ModelVersion.artefact_digest).where(ModelVersion.version == version)).one()
+
+
+def _cached(isolated: Settings, version: str, target: Path) -> Path:
+    """A worker cache folder filled with the registered artefact of `version`."""
+    download_prefix(minio_client(isolated), isolated.bucket_models, version, target)
+    return target
+
+
+def test_a_worker_serves_the_registered_bytes_whatever_its_cache_holds_and_follows_the_registry(
+        deployment: Settings, tmp_path: Path) -> None:
+    """The cache holds another model under the production version's name (how a stale test model once served)
+    and, under the registered digest, the registered model with its class names swapped: both are ignored and the
+    registered artefact is served. Then production moves without an announcement: the registry check finds it."""
+    tag = uuid.uuid4().hex[:6]
+    registered = import_controlled(deployment, tmp_path, f"cache-{tag}", METAL_GLASS)
+    other = import_controlled(deployment, tmp_path, f"cache-other-{tag}", METAL_GLASS_PAPER)
+    digest, other_digest = _digest_of(deployment, registered), _digest_of(deployment, other)
+    home, credentials = private_home(deployment, tmp_path / "home")
+    models = home.state_dir / "models"
+    _cached(deployment, other, models / registered)
+    tampered = _cached(deployment, registered, models / digest)
+    (tampered / CLASSES_FILE).write_text("glass\nmetal\n")
+    promote(deployment, registered, promoted_by="test", source="test")
+    worker = WorkerProcess(home, f"cache-{tag}", free_port(), tmp_path, WASTEX_REGISTRY_CHECK_S="1",
+                           **credentials).start()
+    reader = TopicReader(deployment, *OUTPUT_TOPICS)
+    camera = Camera(deployment)
+    try:
+        health = worker.wait_serving()
+        for _ in range(6):
+            camera.shoot("registered")
+        camera.flush()
+        captured = {event.event_id for _, _, event in camera.sent}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not captured <= _outcomes(reader).keys():
+            reader.poll(1.0)
+        with db_sessions(deployment).begin() as session:  # a promotion whose announcement never arrived
+            session.scalars(select(ModelVersion).where(ModelVersion.version == registered)).one().status = "retired"
+            session.flush()  # first: the registry refuses a second production row
+            session.scalars(select(ModelVersion).where(ModelVersion.version == other)).one().status = "production"
+        healed = worker.wait_healthy(60, lambda health: health["model_version"] == other)
+    finally:
+        reader.close()
+        worker.stop()
+
+    assert (health["model_version"], health["model_digest"], health["status"]) == (registered, digest, "ok")
+    assert artefact_digest(models / digest) == digest  # the tampered copy was replaced by the registered bytes
+    outcomes = _outcomes(reader)
+    served = Counter()
+    for _, colour, event in camera.sent:
+        ((topic, outcome),) = outcomes[event.event_id]
+        label = outcome.payload["predicted_class"] if topic == "images.classified" else topic
+        served[(colour, label, outcome.payload.get("model_version"), outcome.payload.get("model_digest"))] += 1
+    assert served == {(RED, "metal", registered, digest): 2, (GREEN, "glass", registered, digest): 2,
+                      (GREY, "images.ood", registered, digest): 2}
+    assert (healed["model_digest"], healed["status"]) == (other_digest, "ok")

@@ -8,6 +8,7 @@ import hashlib
 import io
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -22,12 +23,20 @@ from infra.settings import Settings
 from producers.capture import CaptureSink
 from producers.http_ingest import create_ingest_app
 from producers.upload_checks import open_sink
-from schemas.image_keys import image_object_key as object_key
+from schemas.image_keys import CAPTURES, image_object_key
 from tests.images import png_header_only
 from tests.integration.captured_tail import CapturedTail
 
 MAX_BYTES = 300_000
 MAX_PIXELS = 2_000_000
+
+
+def object_key(sha256: str, content_type: str) -> str:
+    return image_object_key(sha256, content_type, CAPTURES)
+
+
+def _in_the_future(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 
 
 def _jpeg(width: int = 320, height: int = 240) -> bytes:
@@ -117,6 +126,13 @@ REFUSALS = {
     "missing-camera-id": (400, "camera_id is required", lambda c: {"data": {"site_id": "s",
                                                                              "image": (io.BytesIO(_jpeg()), "x")}}),
     "camera-id-with-space": (400, "camera_id must be", lambda c: _multipart("cam 1", _jpeg())),
+    "camera-id-with-nul": (400, "camera_id must be", lambda c: _multipart(f"{c}\x00", _jpeg())),
+    "camera-id-with-nul-in-the-query": (400, "camera_id must be", lambda c: {
+        "query_string": {"camera_id": f"cam\x00{c}", "site_id": "s"}, "data": _jpeg(), "content_type": "image/jpeg"}),
+    "site-id-with-slash": (400, "site_id must be", lambda c: {"data": {"camera_id": c, "site_id": "site/7",
+                                                                        "image": (io.BytesIO(_jpeg()), "x")}}),
+    "captured-at-in-the-future": (400, "in the future", lambda c: _multipart(c, _jpeg(),
+                                                                             captured_at=_in_the_future(3600))),
     "missing-site-id": (400, "site_id is required", lambda c: {"data": {"camera_id": c,
                                                                          "image": (io.BytesIO(_jpeg()), "x")}}),
     "bad-captured-at": (400, "RFC 3339", lambda c: _multipart(c, _jpeg(), captured_at="yesterday 10:00")),

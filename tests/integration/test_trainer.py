@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from PIL import Image
+from sqlalchemy.exc import OperationalError
 
 from infra.clients import db_sessions, minio_client
 from infra.db.dataset_versions import VersionStore
@@ -32,7 +33,8 @@ from schemas.topics import DATASET_VERSIONS
 from stream_apps.builder.announcer import VersionAnnouncer
 from stream_apps.builder.registration import SeedRegistrar
 from stream_apps.builder.seed_folder import seed_images
-from training_job.run_store import RunStore
+from tests.outages import stopped
+from training_job.run_store import PASSING, RunStore
 
 WASTEX = str(Path(sys.executable).with_name("wastex"))
 COLOURS = {"glass": (40, 200, 60), "metal": (150, 150, 170), "paper": (230, 220, 190)}
@@ -295,3 +297,48 @@ def test_only_one_trainer_works_on_a_database_at_a_time(deployment: Settings) ->
         assert time.monotonic() - started < 5
     with exclusive_lock(deployment, stopped) as third:
         assert third  # released with the first one's connection
+
+
+def test_with_postgresql_stopped_the_trainer_waits_and_then_trains_the_request_in_one_attempt(
+        settings: Settings, fresh_deployment: Settings, tmp_path: Path) -> None:
+    _register(fresh_deployment, _seed_folder(tmp_path / "v1", ["glass", "metal"], seed=3), "v1")
+    with stopped(settings, "postgres"):
+        trainer = Trainer(fresh_deployment, tmp_path / "trainer.log")
+        _wait_for(lambda: "trainer waiting" in trainer.tail(), trainer, 120, "the trainer to wait for PostgreSQL")
+    try:
+        _wait_for(lambda: any(r.status == "completed" for r in _runs(fresh_deployment, "v1")), trainer,
+                  what="v1's run after the outage")
+    finally:
+        assert trainer.stop() == 0
+    assert [(r.attempt, r.status) for r in _runs(fresh_deployment, "v1")] == [(1, "completed")]
+
+
+def test_a_run_failed_for_a_passing_reason_is_recorded_once_the_database_is_back_and_uses_up_no_attempt(
+        settings: Settings, fresh_deployment: Settings) -> None:
+    from training_job.service import TrainerService
+
+    service = TrainerService(fresh_deployment)
+    store = service.store
+    run = store.start("v-outage", "e" * 36, {})
+    recorded: list[bool | None] = []
+    with stopped(settings, "postgres"):
+        with pytest.raises(OperationalError) as unreachable:  # the real error of a run whose database went away
+            store.settled("v-outage")
+        recorder = threading.Thread(target=lambda: recorded.append(service._fail(run, unreachable.value)))
+        recorder.start()
+        recorder.join(3)
+        assert recorder.is_alive() and not recorded  # it waits for the database instead of losing the request
+    recorder.join(120)
+    assert recorded == [True]
+    (failed,) = _runs(fresh_deployment, "v-outage")
+    assert (failed.status, failed.retryable) == ("failed", True) and failed.error.startswith(PASSING)
+
+    # More passing failures than WASTEX_TRAINER_MAX_ATTEMPTS: the request is still tried again ...
+    for _ in range(settings.trainer_max_attempts):
+        assert service._fail(store.start("v-outage", "e" * 36, {}), unreachable.value) is True
+    assert store.attempts_used("v-outage") == 0
+    # ... while the failures that count still give it up after the limit.
+    outcomes = [service._fail(store.start("v-outage", "e" * 36, {}), RuntimeError("out of memory"))
+                for _ in range(settings.trainer_max_attempts)]
+    assert outcomes == [True] * (settings.trainer_max_attempts - 1) + [False]
+    assert store.settled("v-outage").error == "RuntimeError: out of memory"

@@ -21,6 +21,7 @@ from stream_apps.builder.announcer import VersionAnnouncer
 from stream_apps.builder.label_log import LogPosition
 from stream_apps.builder.version_builder import VersionBuilder
 from stream_apps.worker_process import WorkerProcess
+from tests.outages import stopped
 
 PORT = 6093
 
@@ -168,3 +169,29 @@ def test_a_chain_longer_than_the_snapshot_depth_is_cut_by_a_snapshot(fresh_deplo
     names = [v.name for v in store.versions()]
     assert [store.chain_length(name) for name in names] == [1, 2, 1, 2]  # the third link became a snapshot
     assert {m.sha256 for m in store.members(names[-1])} == {_sha(n) for n in "abcd"}
+
+
+def test_with_postgresql_stopped_the_builder_waits_then_builds_every_label_and_a_refused_label_goes_alone(
+        settings: Settings, fresh_deployment: Settings, tmp_path: Path) -> None:
+    store = VersionStore(db_sessions(fresh_deployment))
+    poison = _label("poison", "glass")
+    poison.payload["operator_id"] = "al\u0000ice"  # the schema takes it; PostgreSQL refuses NUL in text
+    worker = WorkerProcess(fresh_deployment, "builder-pg", PORT + 4, tmp_path, kind="builder").start()
+    try:
+        worker.wait_healthy(ready=lambda health: health["status"] == "ok")
+        _publish(fresh_deployment, _label("before", "glass"), poison, _label("after", "metal"))
+        worker.wait_healthy(ready=lambda health: health["staged"] == 2)
+        with stopped(settings, "postgres"):
+            _publish(fresh_deployment, _label("outage", "paper"), _request("r-outage"))
+            health = worker.wait_healthy(ready=lambda health: health["status"] == "degraded")
+            assert health["staged"] is None and all(w["reason"] for w in health["waiting"])
+        _wait_version(store, "r-outage", 180)
+        worker.wait_healthy(ready=lambda health: health["status"] == "ok")
+    finally:
+        worker.stop()
+
+    members = {m.sha256 for m in store.members(store.by_request("r-outage").name)}
+    assert members == {_sha("before"), _sha("after"), _sha("outage")}
+    letters = TopicReader.collect(fresh_deployment, 3, "dead-letters")["dead-letters"]
+    assert [(letter.payload["reason"], letter.payload["original_event_id"]) for letter in letters] == [
+        ("processing_error", poison.event_id)]  # the refused label alone; nothing for the outage

@@ -25,7 +25,7 @@ from infra.settings import Settings
 from producers.capture import CaptureSink
 from producers.upload_checks import open_sink
 from producers.watch_folder import FolderWatcher, Outcome, WatchResult
-from schemas.image_keys import image_object_key as object_key
+from schemas.image_keys import CAPTURES, image_object_key
 from tests.integration.captured_tail import CapturedTail
 
 
@@ -80,7 +80,8 @@ def _keys(results: list[WatchResult]) -> list[str]:
 def _watcher(folder: Path, sink: CaptureSink, camera: str, settings: Settings, settle_s: float = 0.0,
              poll_s: float = 1.0) -> FolderWatcher:
     return FolderWatcher(folder, sink, camera, "site-watch", poll_s=poll_s, settle_s=settle_s,
-                         max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+                         max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
+                         clock_skew_s=settings.clock_skew_s)
 
 
 def _visible(folder: Path) -> list[str]:
@@ -105,12 +106,27 @@ def test_images_are_captured_and_moved_and_the_rest_refused_with_a_reason(
     assert set(by_sha) == {hashlib.sha256(data).hexdigest() for data in images.values()}
     assert sorted(p["content_type"] for p in by_sha.values()) == ["image/jpeg", "image/png", "image/webp"]
     assert {(p["camera_id"], p["site_id"]) for p in by_sha.values()} == {(camera, "site-watch")}
+    assert all(p["object_key"].startswith(f"{CAPTURES}/") for p in by_sha.values())
     assert storage.stat_object(settings.bucket_images, events[0].payload["object_key"]).size > 0
 
     assert _visible(folder) == []
     assert _visible(folder / ".done") == sorted(images)
     assert _visible(folder / ".refused") == ["notes.txt", "notes.txt.reason.txt"]
     assert (folder / ".refused" / "notes.txt.reason.txt").read_text().startswith("415 not an image")
+
+
+def test_a_file_dated_beyond_the_clock_skew_is_refused_with_a_reason(
+        folder: Path, sink: CaptureSink, tail: CapturedTail, settings: Settings, camera: str) -> None:
+    ahead = folder / "IMG_0100.jpg"
+    ahead.write_bytes(_image("JPEG"))
+    future = time.time() + settings.clock_skew_s + 3600
+    os.utime(ahead, (future, future))
+
+    (result,) = _watcher(folder, sink, camera, settings).scan_once()
+
+    assert result.outcome is Outcome.REFUSED and "in the future" in result.reason
+    assert (folder / ".refused" / "IMG_0100.jpg.reason.txt").read_text().startswith("400 captured_at")
+    assert tail.events(camera) == []
 
 
 def test_a_file_is_taken_only_once_it_stopped_changing(
@@ -203,5 +219,5 @@ def test_run_polls_until_stopped_and_picks_up_files_dropped_later(
     assert watcher.run(max_files=2) == 2
     assert len(_visible(folder)) == 1
     assert watcher.run(max_files=1) == 1
-    uploaded.extend(object_key(hashlib.sha256(path.read_bytes()).hexdigest(), "image/jpeg")
+    uploaded.extend(image_object_key(hashlib.sha256(path.read_bytes()).hexdigest(), "image/jpeg", CAPTURES)
                     for path in (folder / ".done").iterdir())

@@ -164,6 +164,7 @@ def _classified(**changes: Any) -> dict[str, Any]:
         "confidence": 0.9,
         "energy": -6.0,
         "model_version": "m-1",
+        "model_digest": "ab" * 32,
         "captured_event_id": str(uuid.uuid4()),
         "captured_position": {"partition": 0, "offset": 0},
         **changes,

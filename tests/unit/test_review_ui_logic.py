@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from PIL import Image
 
+from infra.images import ImageRefused, check_image
 from review_ui.class_registry import ClassNameError, normalise_class_name
 from review_ui.counts_view import WindowKey, minute_series
-from review_ui.image_checks import ImageRefused, check_image
 from review_ui.image_proxy import ForbiddenKey, checked_key, thumbnail
 from review_ui.label_events import LabelContext, event_id_for, image_discarded, label_assigned, label_retracted
 from review_ui.operators import OperatorError, check_username

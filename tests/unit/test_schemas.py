@@ -26,6 +26,7 @@ pytestmark = pytest.mark.unit
 SHA = "3f" * 32
 IMAGE = {"bucket": "wastex-images", "object_key": f"images/{SHA}.jpg", "sha256": SHA}
 CAPTURED_ID = "6f1c2f4e-8a0b-4d56-9b1e-2c3d4e5f6a7b"
+DIGEST = "d1" * 32  # a model artefact's content digest
 OOD_ID = "0b7e1a52-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
 AT = "2026-03-01T12:00:00.000Z"
 CLASSES = ["cardboard", "glass", "metal", "paper", "plastic", "Miscellaneous Trash"]
@@ -49,6 +50,7 @@ EXAMPLES: dict[EventType, dict[str, Any]] = {
         "confidence": 0.93,
         "energy": -7.2,
         "model_version": "m-0001",
+        "model_digest": DIGEST,
         "captured_event_id": CAPTURED_ID,
         "captured_position": {"partition": 3, "offset": 1207},
     },
@@ -66,6 +68,7 @@ EXAMPLES: dict[EventType, dict[str, Any]] = {
         "thresholds": THRESHOLDS,
         "reason": "both",
         "model_version": "m-0001",
+        "model_digest": DIGEST,
         "captured_event_id": CAPTURED_ID,
     },
     EventType.COUNTS_UPDATED: {
@@ -163,6 +166,7 @@ EXAMPLES: dict[EventType, dict[str, Any]] = {
     EventType.MODEL_PROMOTED: {
         "model_version": "m-0002",
         "artefact_uri": "s3://wastex-models/runs/run-17/model.keras",
+        "artefact_digest": DIGEST,
         "serving_uri": "s3://wastex-models/runs/run-17/model.tflite",
         "classes": [*CLASSES, "textile"],
         "thresholds": THRESHOLDS,
@@ -267,6 +271,8 @@ def test_an_extra_payload_field_is_named(event_type: EventType) -> None:
         (EventType.IMAGE_FLAGGED_OOD, {"logits": [0.1, "x"]}, "payload.logits[1]"),
         (EventType.IMAGE_FLAGGED_OOD, {"reason": "hunch"}, "payload.reason"),
         (EventType.IMAGE_FLAGGED_OOD, {"classes": ["glass", "glass"]}, "payload.classes"),
+        (EventType.IMAGE_CLASSIFIED, {"model_digest": "m-0001"}, "payload.model_digest"),
+        (EventType.IMAGE_FLAGGED_OOD, {"model_digest": "D1" * 32}, "payload.model_digest"),
         (EventType.COUNTS_UPDATED, {"count": -1}, "payload.count"),
         (EventType.COUNTS_UPDATED, {"window": {"start": AT}}, "payload.window"),
         (EventType.LABEL_ASSIGNED, {"new_class": "yes"}, "payload.new_class"),
@@ -277,6 +283,7 @@ def test_an_extra_payload_field_is_named(event_type: EventType) -> None:
         (EventType.TRAINING_RUN_COMPLETED, {"recommendation": "ship"}, "payload.recommendation"),
         (EventType.TRAINING_RUN_COMPLETED, {"artefact_uri": "model.keras"}, "payload.artefact_uri"),
         (EventType.MODEL_PROMOTED, {"thresholds": {"tau_energy": -4.3}}, "payload.thresholds"),
+        (EventType.MODEL_PROMOTED, {"artefact_digest": None}, "payload.artefact_digest"),
         (EventType.DEAD_LETTER, {"reason": "bad_vibes"}, "payload.reason"),
     ],
 )

@@ -26,6 +26,7 @@ def consumer() -> CurrentGenerationConsumer:
     assert isinstance(created, CurrentGenerationConsumer)
     created._progress[TOPIC_PARTITION] = PartitionProgress(0)  # what seeking to the committed offset does
     created.highwater = lambda tp: None  # the broker's log end is not known here
+    created.assignment = lambda: {TOPIC_PARTITION}
     return created
 
 
@@ -86,3 +87,11 @@ def test_a_record_the_stream_dropped_holds_the_commit_and_is_read_again(
     clock[0] += HEAD_GAP_REREAD_S
     assert consumer._new_offset(TOPIC_PARTITION) == 2
     assert consumer._read_again == {TOPIC_PARTITION}
+
+
+def test_a_partition_revoked_before_the_revoke_callback_ran_is_not_committed(
+        consumer: CurrentGenerationConsumer) -> None:
+    for offset in (0, 1):
+        assert fetched(offset, generation_id=7, consumer=consumer).ack(consumer)
+    consumer.assignment = set  # the client has dropped the partition; Faust's callback has not run yet
+    assert consumer._new_offset(TOPIC_PARTITION) is None

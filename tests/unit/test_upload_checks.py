@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from PIL import Image
 
 from producers.capture import CONTENT_TYPES
-from producers.upload_checks import FORMAT_TYPES, UploadRefused, check_identifier, check_upload
+from producers.upload_checks import UploadRefused, check_captured_at, check_identifier, check_upload
+from schemas.image_keys import FORMAT_TYPES
 from tests.images import png_header_only
 
 MAX_BYTES = 2_000_000
@@ -99,13 +101,27 @@ def test_an_empty_upload_is_400() -> None:
     assert refused.status == 400 and "empty" in refused.message
 
 
-@pytest.mark.parametrize("value", ["cam-1", "site/7", "x" * 64])
-def test_identifiers_without_whitespace_are_accepted(value: str) -> None:
+@pytest.mark.parametrize("value", ["cam-1", "site_7.north", "plant:line-2", "x" * 64])
+def test_identifiers_of_letters_digits_and_dot_underscore_colon_dash_are_accepted(value: str) -> None:
     assert check_identifier("camera_id", value) == value
 
 
-@pytest.mark.parametrize("value", [None, "", "cam 1", "cam\t1", "x" * 65])
+@pytest.mark.parametrize("value", [None, "", "cam 1", "cam\t1", "cam\x001", "site/7", "caméra", "x" * 65],
+                         ids=["none", "empty", "space", "tab", "nul", "slash", "accent", "too-long"])
 def test_missing_or_malformed_identifiers_are_400(value: str | None) -> None:
     with pytest.raises(UploadRefused) as refused:
         check_identifier("camera_id", value)
     assert refused.value.status == 400 and "camera_id" in refused.value.message
+
+
+def test_a_capture_time_within_the_clock_skew_is_accepted() -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    for moment in (now - timedelta(days=3), now, now + timedelta(seconds=299)):
+        assert check_captured_at(moment, 300, now) == moment
+
+
+def test_a_capture_time_further_in_the_future_than_the_clock_skew_is_400() -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    with pytest.raises(UploadRefused) as refused:
+        check_captured_at(now + timedelta(seconds=301), 300, now)
+    assert refused.value.status == 400 and "future" in refused.value.message

@@ -1,0 +1,1 @@
+"""Dead letters listed and sent again: `wastex deadletters list|replay`."""

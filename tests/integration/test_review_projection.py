@@ -1,0 +1,62 @@
+"""The review-queue projection on the real services: a record PostgreSQL refuses goes to the dead letters on its
+own, and the events after it are projected and committed."""
+
+from __future__ import annotations
+
+import json
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from sqlalchemy import select
+
+from infra.clients import db_sessions
+from infra.db.models import ReviewItem
+from infra.settings import Settings
+from infra.topic_reader import TopicReader
+from review_ui.projection import OodProjector, group_id
+from schemas.codec import encode
+from schemas.topics import IMAGES_OOD
+from tests.review_ui_support import FlaggedImages, wait_until
+
+
+def _committed(deployment: Settings, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": deployment.kafka_bootstrap, "group.id": group_id(deployment)})
+    try:
+        (position,) = consumer.committed([TopicPartition(topic, 0)], timeout=10)
+        return position.offset
+    finally:
+        consumer.close()
+
+
+def test_a_flagged_event_with_a_nul_byte_is_dead_lettered_alone_and_the_next_events_are_projected(
+        fresh_deployment: Settings) -> None:
+    flagged = FlaggedImages(fresh_deployment)
+    topic = IMAGES_OOD.full_name(fresh_deployment.topic_prefix)
+    try:
+        before = flagged.event(7101)
+        poison = flagged.event(7102).to_document()
+        # The schema takes a NUL inside a class name; PostgreSQL refuses NUL in text. Raw bytes: no codec check.
+        poison["payload"]["predicted_class"] = "gla\u0000ss"
+        after = [flagged.event(7103 + index) for index in range(3)]
+        producer = Producer({"bootstrap.servers": fresh_deployment.kafka_bootstrap})
+        for value in [encode(before), json.dumps(poison).encode(), *(encode(event) for event in after)]:
+            producer.produce(topic, key=b"cam-1", value=value, partition=0)  # one partition: one batch, in order
+        assert producer.flush(10) == 0
+
+        sessions = db_sessions(fresh_deployment)
+        projector = OodProjector(fresh_deployment, sessions).start()
+        try:
+            wait_until(lambda: projector.projected == 4, 60, "the four valid events projected")
+            wait_until(lambda: _committed(fresh_deployment, topic) == 5, 30, "the offsets committed past the poison")
+        finally:
+            projector.stop()
+        with sessions() as session:
+            projected = set(session.scalars(select(ReviewItem.source_event_id)))
+        assert projected == {before.event_id, *(event.event_id for event in after)}
+
+        letters = TopicReader.collect(fresh_deployment, 3, "dead-letters")["dead-letters"]
+        (letter,) = letters
+        assert letter.payload["reason"] == "processing_error" and "NUL" in letter.payload["detail"]
+        assert letter.payload["original"]["offset"] == 1 and letter.payload["original_event_id"] == poison["event_id"]
+        assert projector.degradation.report() == {"status": "ok"}
+    finally:
+        flagged.cleanup()
