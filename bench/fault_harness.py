@@ -10,8 +10,6 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,13 +20,13 @@ from bench.fault_ledger import StreamLedger
 from bench.labelling_client import LabellingClient
 from bench.models import TRASHNET_CLASSES, untrained_head_model
 from bench.poison import poison_records, publish_raw
+from bench.service_outages import OUTAGES, service_stopped
 from bench.steady_camera import SteadyCamera
 from infra.clients import minio_client
 from infra.db.dataset_versions import VersionStore
 from infra.db.registry import promote
 from infra.deployment import create_deployment, drop_deployment, environment
 from infra.publisher import EventPublisher
-from infra.services import KafkaService, MinioService, PostgresService, Service
 from infra.services.process import free_port
 from infra.settings import Settings
 from producers.capture import CaptureSink
@@ -39,7 +37,6 @@ from stream_apps.counts_reader import read_totals
 from stream_apps.worker_process import WASTEX, WorkerProcess
 from training_job.model_registry import import_model
 
-OUTAGES: dict[str, type[Service]] = {"minio": MinioService, "postgres": PostgresService, "kafka": KafkaService}
 FAULTS = ("minio", "postgres", "kafka", "worker_kill", "poison")
 SEED_VERSION = "seed"
 
@@ -64,17 +61,6 @@ class FaultFigures:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-@contextmanager
-def service_stopped(settings: Settings, name: str) -> Iterator[None]:
-    """`name` (minio, postgres, kafka) down inside the block, and started and healthy again after it."""
-    target = OUTAGES[name](settings)
-    target.down()
-    try:
-        yield
-    finally:
-        target.up()
 
 
 def _ood_share_info(keras_file: Path, photos: list[bytes], share: float, settings: Settings) -> ArtefactInfo:
@@ -303,12 +289,25 @@ class FaultHarness:
             self.camera.stop()
 
     def __exit__(self, *exc: object) -> None:
-        self._stop_load()
-        if self._ui is not None:
-            self._ui.stop()
-        if self.ledger is not None:
-            self.ledger.close()
-        for worker in self._processes():
-            worker.stop()
-        if self.isolated is not None:
-            drop_deployment(self.isolated)
+        """Everything the harness started is stopped and the deployment dropped, whichever step fails."""
+        try:
+            self._stop_load()
+        finally:
+            try:
+                if self._ui is not None:
+                    self._ui.stop()
+                if self.ledger is not None:
+                    self.ledger.close()
+            finally:
+                for worker in self._processes():
+                    _stop_worker(worker)
+                if self.isolated is not None:
+                    drop_deployment(self.isolated)
+
+
+def _stop_worker(worker: WorkerProcess) -> None:
+    """SIGTERM, and SIGKILL for a worker that does not stop within a minute (one waiting for a broker may not)."""
+    try:
+        worker.stop()
+    except subprocess.TimeoutExpired:
+        worker.stop(kill=True)

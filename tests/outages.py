@@ -9,14 +9,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from infra.services import KafkaService, MinioService, PostgresService, Service
+from bench.service_outages import OUTAGES, start_again
+from infra.services import Service
 from infra.settings import Settings
-
-_SERVICES = {"kafka": KafkaService, "minio": MinioService, "postgres": PostgresService}
 
 
 def service(settings: Settings, name: str) -> Service:
-    return _SERVICES[name](settings)
+    return OUTAGES[name](settings)
 
 
 @contextmanager
@@ -27,7 +26,7 @@ def stopped(settings: Settings, name: str) -> Iterator[Service]:
     try:
         yield target
     finally:
-        target.up()
+        start_again(target)
 
 
 def outage(settings: Settings, name: str, seconds: float) -> float:

@@ -23,7 +23,7 @@ from infra.db.models import ModelVersion
 from infra.db.registry import promote
 from infra.object_store import download_prefix, parse_s3_uri
 from infra.settings import Settings
-from schemas.model_artefact import DIGEST_FILES, KERAS_FILE
+from schemas.model_artefact import DIGEST_FILES, KERAS_FILE, artefact_digest
 from training_job.artefacts import read_classes, write_json
 from training_job.callbacks import EpochCallback
 from training_job.classifier import split_classifier
@@ -43,6 +43,10 @@ AUTO_PROMOTE = "auto-promote"
 _REGISTERED_FILES = set(DIGEST_FILES)
 
 Log = Callable[[str], None]
+
+
+class ModelMismatch(ValueError):
+    """The production model's objects are not the bytes its registry row names."""
 
 
 class ManifestMismatch(DatasetError):
@@ -114,6 +118,10 @@ def fetch_model(settings: Settings, row: ModelVersion, target: Path) -> Path:
     download_prefix(minio_client(settings), bucket, prefix, target)
     if not (target / KERAS_FILE).is_file():
         raise FileNotFoundError(f"{row.artefact_uri} holds no {KERAS_FILE}")
+    actual = artefact_digest(target)
+    if actual != row.artefact_digest:  # what a run starts from is what the registry names, like what serves
+        raise ModelMismatch(f"{row.artefact_uri} holds artefact digest {actual}, the registry names "
+                            f"{row.artefact_digest} for model {row.version}")
     return target
 
 

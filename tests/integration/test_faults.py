@@ -16,6 +16,7 @@ import pytest
 
 from bench.fault_harness import FaultFigures, FaultHarness
 from bench.photos import sample_photos
+from bench.service_outages import start_again
 from infra.settings import Settings
 from tests.outages import service
 
@@ -36,7 +37,7 @@ def services_restored(settings: Settings) -> Iterator[None]:
     """Whatever a test did, the next one finds every service running."""
     yield
     for name in ("postgres", "minio", "kafka"):
-        service(settings, name).up()
+        start_again(service(settings, name))
 
 
 def _damage(figures: FaultFigures) -> dict[str, object]:

@@ -117,7 +117,7 @@ def test_a_worker_survives_a_broker_outage_and_one_started_during_it_comes_up_wi
         first.wait_serving()
         before, after = _store_images(sink, 48, 300), _store_images(sink, 12, 400)
         _publish(sink, before)
-        while not _count_outcomes(reader):  # mid-stream: the worker is scoring when the broker goes
+        while not {e.event_id for e in before} & set(_count_outcomes(reader)):  # mid-stream: the worker scores
             reader.poll(0.2)
         with stopped(deployment, "kafka"):
             second.start()
