@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.dataset_check import missing_manifest_objects, request_version
-from bench.fault_ledger import StreamLedger
+from bench.fault_ledger import OutcomeFigures, StreamLedger
 from bench.labelling_client import LabellingClient
 from bench.models import TRASHNET_CLASSES, untrained_head_model
 from bench.poison import poison_records, publish_raw
@@ -42,15 +42,9 @@ SEED_VERSION = "seed"
 
 
 @dataclass
-class FaultFigures:
+class FaultFigures(OutcomeFigures):
     """What one fault did to the images captured around it (see README, Benchmarks)."""
 
-    lost: int = 0
-    duplicated: int = 0
-    transient_dead_letters: int = 0
-    other_dead_letters: int = 0
-    poison_not_dead_lettered: int = 0
-    dead_letter_reasons: dict[str, int] = field(default_factory=dict)  # dead letters of good photos, by reason
     label_events_lost: int = 0
     label_events_duplicated: int = 0
     missing_dataset_objects: int | None = None  # None: no version could be made to check

@@ -178,7 +178,7 @@ def load_settings() -> Settings:
         bucket_datasets=_env("WASTEX_BUCKET_DATASETS", "wastex-datasets"),
         bucket_models=_env("WASTEX_BUCKET_MODELS", "wastex-models"),
         postgres_host=_env("WASTEX_POSTGRES_HOST", "127.0.0.1"),
-        postgres_port=_env_int("WASTEX_POSTGRES_PORT", 55432),
+        postgres_port=_env_int("WASTEX_POSTGRES_PORT", 25432),
         postgres_user=_env("WASTEX_POSTGRES_USER", "wastex"),
         postgres_password=_env("WASTEX_POSTGRES_PASSWORD", generated["POSTGRES_PASSWORD"]),
         postgres_db=_env("WASTEX_POSTGRES_DB", "wastex"),

@@ -104,6 +104,11 @@ class CurrentGenerationConsumer(aiokafka.Consumer):
             progress.acked(message.offset)
         return super().ack(message)
 
+    def committed_past(self, tp: TP, offset: int) -> bool:
+        """Whether this worker committed `tp` beyond `offset`: no consumer of the group reads that record again."""
+        committed = self._committed_offset.get(tp)
+        return committed is not None and committed > offset
+
     def _filter_tps_with_pending_acks(self, topics: set | None = None) -> Iterator[TP]:
         # Every partition read, acked lately or not: a dropped record with nothing acked after it is read again.
         return (tp for tp in list(self._progress) if topics is None or tp in topics or tp.topic in topics)

@@ -64,6 +64,7 @@ from stream_apps.scoring.promotions import PromotionFeed
 from stream_apps.stream_app import StreamApp
 
 log = logging.getLogger(__name__)
+COMMIT_RECHECK_S = 1.0  # how soon a classified capture whose record is not committed yet is looked at again
 
 
 def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int | None = None) -> faust.App:
@@ -109,8 +110,9 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
     json_by_text = faust.Schema(key_serializer="json", value_serializer="json")
     count_state = app.Table("count-state", partitions=settings.image_partitions, schema=json_by_text)
     latest_snapshots = app.Table("latest-snapshots", partitions=1, schema=json_by_text)
-    # (due, (bucket, key)) of classified captures, in due order; only image_retention deletes, after its checks.
-    pending_deletions: deque[tuple[float, tuple[str, str]]] = deque()
+    # (due, (bucket, key), captured partition, offset) of classified captures, in due order; only image_retention
+    # deletes, after its checks.
+    pending_deletions: deque[tuple[float, tuple[str, str], TP, int]] = deque()
     retention = ImageRetention.of(settings)
     deletion_backoff = Backoff(cap_s=settings.retry_max_delay_s)
     published_updates: dict[str, tuple[int, int]] = {}  # partition -> (updates, live windows) last published
@@ -127,8 +129,8 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
         # Deleted later, not now: a batch redelivered after a rebalance must still find its images and
         # score them to the same outcome. A crash before the delay only leaves an image behind.
         due = time.monotonic() + settings.delete_delay_s
-        pending_deletions.extend((due, target) for target in
-                                 (outcome.delete_after for outcome in outcomes) if target)
+        pending_deletions.extend((due, outcome.delete_after, TP(outcome.record.topic, outcome.record.partition),
+                                  outcome.record.offset) for outcome in outcomes if outcome.delete_after)
 
     # A passing failure waits and scores the batch again; a failing model waits; only a bad record is dead-lettered.
     patient = PatientScorer(pipeline.score, holder.ready, pipeline.model_works, degradation=degradation,
@@ -165,15 +167,23 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
     async def delete_due_images() -> None:
         """Classified captures past their delay go to retention, off the loop. A store that is down keeps them
         pending (backoff, `/health/` degraded); any other failure only leaves images behind for `images gc`."""
-        now, due = time.monotonic(), []
+        now, due, uncommitted = time.monotonic(), [], []
         while pending_deletions and pending_deletions[0][0] <= now:
-            due.append(pending_deletions.popleft()[1])
+            entry = pending_deletions.popleft()
+            # Only once the record's offset is committed: a worker that reads it again must still find its image.
+            if app.consumer.committed_past(entry[2], entry[3]):
+                due.append(entry)
+            elif entry[2] in app.consumer.assignment():
+                uncommitted.append((now + COMMIT_RECHECK_S, *entry[1:]))
+            else:  # the partition moved on before its commit: the image stays for `wastex images gc`
+                log.info("not deleting %s: its record was not committed before its partition moved", entry[1][1])
+        pending_deletions.extendleft(reversed(uncommitted))
         if not due:
             return
         loop = asyncio.get_running_loop()
         try:
-            done = await loop.run_in_executor(None, retention.delete_classified_captures, due,
-                                              settings.delete_delay_s)
+            done = await loop.run_in_executor(None, retention.delete_classified_captures,
+                                              [entry[1] for entry in due], settings.delete_delay_s)
         except Exception:
             log.exception("deleting %d classified captures failed; they stay until `wastex images gc`", len(due))
             return
@@ -185,7 +195,8 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
         reason = f"{type(done.error).__name__}: {done.error}"[:300]
         log.warning("%d image deletions wait %.1f s for a passing failure: %s", len(done.retry), delay, reason)
         degradation.waiting("image deletions", reason)
-        pending_deletions.extendleft((now + delay, target) for target in reversed(done.retry))
+        retried = due[len(due) - len(done.retry):]  # the pass stopped there: the rest, in order
+        pending_deletions.extendleft((now + delay, *entry[1:]) for entry in reversed(retried))
 
     @app.agent(classified, concurrency=1)
     async def count(stream):

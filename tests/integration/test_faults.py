@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.fault_harness import FaultFigures, FaultHarness
+from bench.fault_harness import FAULTS, FaultFigures, FaultHarness
 from bench.photos import sample_photos
 from bench.service_outages import start_again
 from infra.settings import Settings
@@ -55,34 +55,15 @@ NO_DAMAGE = {"lost": 0, "duplicated": 0, "transient_dead_letters": 0, "other_dea
              "missing_dataset_objects": 0, "workers_restarted": 0, "errors": []}
 
 
-def test_minio_stopped_mid_stream_costs_no_image_and_no_dead_letter(harness: FaultHarness) -> None:
-    figures = harness.inject("minio", OUTAGE_S, LEAD_S)
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_fault_mid_stream_loses_repeats_and_dead_letters_no_good_image_or_label(harness: FaultHarness,
+                                                                                   fault: str) -> None:
+    """MinIO, PostgreSQL or the broker stopped, a worker killed with kill -9, or poison records sent."""
+    figures = harness.inject(fault, OUTAGE_S, LEAD_S)
     assert _damage(figures) == NO_DAMAGE
     assert figures.captured > 0 and figures.recovery_s is not None
-
-
-def test_postgres_stopped_mid_stream_costs_no_image_label_or_dataset_object(harness: FaultHarness) -> None:
-    figures = harness.inject("postgres", OUTAGE_S, LEAD_S)
-    assert _damage(figures) == NO_DAMAGE
-    assert figures.captured > 0 and figures.recovery_s is not None
-
-
-def test_kafka_broker_stopped_mid_stream_costs_no_image_and_no_label_event(harness: FaultHarness) -> None:
-    figures = harness.inject("kafka", OUTAGE_S, LEAD_S)
-    assert _damage(figures) == NO_DAMAGE
-    assert figures.captured > 0 and figures.recovery_s is not None
-
-
-def test_a_scoring_worker_killed_and_started_again_loses_and_repeats_no_image(harness: FaultHarness) -> None:
-    figures = harness.inject("worker_kill", OUTAGE_S, LEAD_S)
-    assert _damage(figures) == NO_DAMAGE
-    assert figures.captured > 0 and figures.recovery_s is not None
-
-
-def test_poison_records_are_dead_lettered_while_the_next_images_flow(harness: FaultHarness) -> None:
-    figures = harness.inject("poison", OUTAGE_S, LEAD_S)
-    assert _damage(figures) == NO_DAMAGE
-    assert len(harness.poison) == 3 and figures.recovery_s is not None
+    if fault == "poison":
+        assert len(harness.poison) == 3
 
 
 def test_counts_equal_the_classified_outcomes_and_each_label_event_is_logged_once(harness: FaultHarness) -> None:

@@ -125,12 +125,14 @@ def test_promotion_and_rollback_reach_every_worker_under_load(deployment: Settin
 
 
 def _outcomes(reader: TopicReader) -> dict[str, list[tuple[str, Event]]]:
-    found: dict[str, list[tuple[str, Event]]] = {}
+    """Outcomes per captured event id, as consumers see them: an outcome event read twice (a record read again
+    after a stall) is one outcome, since every consumer of its topic drops a repeated event id."""
+    found: dict[str, dict[tuple[str, str], tuple[str, Event]]] = {}
     for topic in OUTPUT_TOPICS:
         for event in reader.events[topic]:
             captured = event.payload.get("captured_event_id") or event.payload.get("original_event_id")
-            found.setdefault(captured, []).append((topic, event))
-    return found
+            found.setdefault(captured, {}).setdefault((topic, event.event_id), (topic, event))
+    return {captured: list(events.values()) for captured, events in found.items()}
 
 
 def _digest_of(isolated: Settings, version: str) -> str:

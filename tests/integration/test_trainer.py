@@ -304,7 +304,8 @@ def test_with_postgresql_stopped_the_trainer_waits_and_then_trains_the_request_i
     _register(fresh_deployment, _seed_folder(tmp_path / "v1", ["glass", "metal"], seed=3), "v1")
     with stopped(settings, "postgres"):
         trainer = Trainer(fresh_deployment, tmp_path / "trainer.log")
-        _wait_for(lambda: "trainer waiting" in trainer.tail(), trainer, 120, "the trainer to wait for PostgreSQL")
+        _wait_for(lambda: "trainer (PostgreSQL, Kafka): waiting" in trainer.tail(), trainer, 120,
+                  "the trainer to wait for PostgreSQL")
     try:
         _wait_for(lambda: any(r.status == "completed" for r in _runs(fresh_deployment, "v1")), trainer,
                   what="v1's run after the outage")

@@ -42,7 +42,7 @@ def test_environment_overrides_defaults(clean_env: Path, monkeypatch: pytest.Mon
     s = load_settings()
     assert s.kafka_bootstrap == "127.0.0.1:19092"
     assert s.s3_secret_key == "from-the-environment"
-    assert s.database_url == "postgresql+psycopg2://wastex:pw@127.0.0.1:55432/wastex"
+    assert s.database_url == "postgresql+psycopg2://wastex:pw@127.0.0.1:25432/wastex"
     monkeypatch.setenv("WASTEX_DATABASE_URL", "postgresql+psycopg2://u:p@db.example:5432/x")
     assert load_settings().database_url == "postgresql+psycopg2://u:p@db.example:5432/x"
 

@@ -95,3 +95,11 @@ def test_a_partition_revoked_before_the_revoke_callback_ran_is_not_committed(
         assert fetched(offset, generation_id=7, consumer=consumer).ack(consumer)
     consumer.assignment = set  # the client has dropped the partition; Faust's callback has not run yet
     assert consumer._new_offset(TOPIC_PARTITION) is None
+
+
+def test_a_record_counts_as_processed_for_good_only_once_the_commit_passed_it(
+        consumer: CurrentGenerationConsumer) -> None:
+    assert not consumer.committed_past(TOPIC_PARTITION, 0)
+    consumer._committed_offset[TOPIC_PARTITION] = 3  # the next offset the group reads
+    assert consumer.committed_past(TOPIC_PARTITION, 2)
+    assert not consumer.committed_past(TOPIC_PARTITION, 3)
