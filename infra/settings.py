@@ -108,6 +108,7 @@ class Settings:
     clock_skew_s: float
     retry_max_delay_s: float
     registry_check_s: float
+    worker_stop_timeout_s: float
     count_windows_kept_min: int
     count_max_cameras: int
     version_every_labels: int
@@ -201,6 +202,7 @@ def load_settings() -> Settings:
         clock_skew_s=_env_float("WASTEX_CLOCK_SKEW_S", 300.0),
         retry_max_delay_s=_env_float("WASTEX_RETRY_MAX_DELAY_S", 30.0),
         registry_check_s=_env_float("WASTEX_REGISTRY_CHECK_S", 30.0),
+        worker_stop_timeout_s=_env_float("WASTEX_WORKER_STOP_TIMEOUT_S", 30.0),
         count_windows_kept_min=_env_int("WASTEX_COUNT_WINDOWS_KEPT_MIN", 60),
         count_max_cameras=_env_int("WASTEX_COUNT_MAX_CAMERAS", 10_000),
         version_every_labels=_env_int("WASTEX_VERSION_EVERY_LABELS", 0),

@@ -25,12 +25,13 @@ def scoring(name: str, web_port: int | None, loglevel: str) -> None:
 
     Start several with different --name and --web-port: they share the partitions.
     """
-    import faust
-
     from stream_apps.scoring.app import create_app
+    from stream_apps.stream_app import WorkerWithStopDeadline
 
-    app = create_app(load_settings(), worker_name=name, web_port=web_port)
-    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+    settings = load_settings()
+    app = create_app(settings, worker_name=name, web_port=web_port)
+    WorkerWithStopDeadline(app, loglevel=loglevel, stop_timeout_s=settings.worker_stop_timeout_s
+                           ).execute_from_commandline()
 
 
 @worker.command()
@@ -39,12 +40,13 @@ def scoring(name: str, web_port: int | None, loglevel: str) -> None:
 @click.option("--loglevel", default="info", type=click.Choice(["crit", "error", "warn", "info", "debug"]))
 def builder(name: str, web_port: int | None, loglevel: str) -> None:
     """Build dataset versions: the label log staged per image, a delta version per CreateVersionRequested."""
-    import faust
-
     from stream_apps.builder.app import create_app
+    from stream_apps.stream_app import WorkerWithStopDeadline
 
-    app = create_app(load_settings(), worker_name=name, web_port=web_port)
-    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+    settings = load_settings()
+    app = create_app(settings, worker_name=name, web_port=web_port)
+    WorkerWithStopDeadline(app, loglevel=loglevel, stop_timeout_s=settings.worker_stop_timeout_s
+                           ).execute_from_commandline()
 
 
 @click.command()

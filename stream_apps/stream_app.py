@@ -20,11 +20,15 @@ And a worker started while the broker is down waits for it (capped backoff) inst
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-from faust import App, Stream
+from faust import App, Stream, Worker
 from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka
 from faust.types import TP, Message, TransportT
@@ -170,3 +174,28 @@ class StreamApp(App):
 
     def _new_transport(self) -> TransportT:
         return CurrentGenerationTransport(self.conf.broker_consumer, self)
+
+
+class WorkerWithStopDeadline(Worker):
+    """A Faust worker that exits within `stop_timeout_s` of SIGTERM or SIGINT, even while a store is unreachable.
+
+    Faust's stop commits offsets and flushes the producer, which waits for the broker; a worker asked to stop
+    during a broker outage would otherwise hang. Exiting without that loses nothing: whatever was not committed
+    is read again by the partition's next owner, and outcome ids make the repeat a no-op.
+    """
+
+    def __init__(self, *args: Any, stop_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stop_timeout_s = stop_timeout_s
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        deadline = threading.Timer(self._stop_timeout_s, self._exit_now)
+        deadline.daemon = True
+        deadline.start()
+        super()._schedule_shutdown(signal)
+
+    def _exit_now(self) -> None:
+        logging.getLogger(__name__).error(
+            "not stopped %.0f s after the signal (a store unreachable?): exiting now; records not committed are "
+            "read again by the next owner of their partition", self._stop_timeout_s)
+        os._exit(1)

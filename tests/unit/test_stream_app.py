@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 from types import SimpleNamespace
 
 import pytest
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
+from stream_apps import stream_app
 from stream_apps.partition_progress import PartitionProgress
-from stream_apps.stream_app import HEAD_GAP_REREAD_S, CurrentGenerationConsumer, StreamApp
+from stream_apps.stream_app import HEAD_GAP_REREAD_S, CurrentGenerationConsumer, StreamApp, WorkerWithStopDeadline
 
 pytestmark = pytest.mark.unit
 TOPIC_PARTITION = TP("images.captured", 0)
@@ -103,3 +106,14 @@ def test_a_record_counts_as_processed_for_good_only_once_the_commit_passed_it(
     consumer._committed_offset[TOPIC_PARTITION] = 3  # the next offset the group reads
     assert consumer.committed_past(TOPIC_PARTITION, 2)
     assert not consumer.committed_past(TOPIC_PARTITION, 3)
+
+
+def test_a_worker_asked_to_stop_exits_by_its_deadline_even_if_faust_never_finishes_stopping(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    exits: list[int] = []
+    exited = threading.Event()
+    monkeypatch.setattr(stream_app.os, "_exit", lambda code: (exits.append(code), exited.set()))
+    monkeypatch.setattr(stream_app.Worker, "_schedule_shutdown", lambda self, signal: None)  # a stop that hangs
+    worker = WorkerWithStopDeadline(StreamApp("stop-test", broker="kafka://127.0.0.1:1"), stop_timeout_s=0.05)
+    worker._schedule_shutdown(signal.SIGTERM)
+    assert exited.wait(5) and exits == [1]
