@@ -48,6 +48,7 @@ class CurrentGenerationConsumer(aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self._progress: dict[TP, PartitionProgress] = {}
         self._read_again: set[TP] = set()
+        self._confirmed: dict[TP, int] = {}  # offsets the broker confirmed as committed, per partition
         self._seeks = 0  # a fetch that overlapped a seek may hold records from before it
 
     def _tracked(self, tp: TP) -> bool:
@@ -59,6 +60,7 @@ class CurrentGenerationConsumer(aiokafka.Consumer):
         self._seeks += 1
         committed = await super().seek_to_committed()
         self._progress, self._read_again = {}, set()
+        self._confirmed = {tp: offset for tp, offset in committed.items() if offset is not None and offset >= 0}
         for tp in assigned:
             start = committed.get(tp)
             if not start or start < 0:  # nothing committed: aiokafka left the fetch position where it was
@@ -70,6 +72,7 @@ class CurrentGenerationConsumer(aiokafka.Consumer):
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:
             self._progress.pop(tp, None)
+            self._confirmed.pop(tp, None)
             self._read_again.discard(tp)
         await super().on_partitions_revoked(revoked)
 
@@ -108,9 +111,15 @@ class CurrentGenerationConsumer(aiokafka.Consumer):
             progress.acked(message.offset)
         return super().ack(message)
 
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        committed = await super()._commit(offsets)
+        if committed:  # Faust notes an offset as committed even when the commit failed (the broker down, say)
+            self._confirmed.update(offsets)
+        return committed
+
     def committed_past(self, tp: TP, offset: int) -> bool:
-        """Whether this worker committed `tp` beyond `offset`: no consumer of the group reads that record again."""
-        committed = self._committed_offset.get(tp)
+        """Whether the broker confirmed a commit of `tp` beyond `offset`: no consumer reads that record again."""
+        committed = self._confirmed.get(tp)
         return committed is not None and committed > offset
 
     def _filter_tps_with_pending_acks(self, topics: set | None = None) -> Iterator[TP]:

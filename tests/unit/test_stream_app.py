@@ -100,10 +100,17 @@ def test_a_partition_revoked_before_the_revoke_callback_ran_is_not_committed(
     assert consumer._new_offset(TOPIC_PARTITION) is None
 
 
-def test_a_record_counts_as_processed_for_good_only_once_the_commit_passed_it(
-        consumer: CurrentGenerationConsumer) -> None:
-    assert not consumer.committed_past(TOPIC_PARTITION, 0)
-    consumer._committed_offset[TOPIC_PARTITION] = 3  # the next offset the group reads
+def test_a_record_counts_as_processed_for_good_only_once_the_broker_confirmed_a_commit_past_it(
+        consumer: CurrentGenerationConsumer, monkeypatch: pytest.MonkeyPatch) -> None:
+    outcomes = iter([False, True])
+
+    async def broker_commit(self: object, offsets: object) -> bool:
+        return next(outcomes)
+
+    monkeypatch.setattr(stream_app.aiokafka.Consumer, "_commit", broker_commit)
+    assert not asyncio.run(consumer._commit({TOPIC_PARTITION: 3}))  # the broker was down
+    assert not consumer.committed_past(TOPIC_PARTITION, 2)
+    assert asyncio.run(consumer._commit({TOPIC_PARTITION: 3}))  # the next offset the group reads is 3
     assert consumer.committed_past(TOPIC_PARTITION, 2)
     assert not consumer.committed_past(TOPIC_PARTITION, 3)
 
