@@ -8,11 +8,13 @@ becomes committable before its outcome exists; a crash in between redelivers the
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from faust.types import EventT
 
+log = logging.getLogger(__name__)
 FinishBatch = Callable[[Any], Awaitable[None]]
 ReleaseEvent = Callable[[EventT], Awaitable[object]]
 
@@ -28,6 +30,7 @@ class InOrderBatches:
 
     async def __aenter__(self) -> InOrderBatches:
         self._finisher = asyncio.ensure_future(self._finish_in_order())
+        self._finisher.add_done_callback(_report_stop)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -58,3 +61,9 @@ class InOrderBatches:
             await self._finish(await started)
             for event in events:
                 await self._release(event)
+
+
+def _report_stop(finisher: asyncio.Future) -> None:
+    """Said at once: the agent learns of it only at its next batch, which may be long in coming."""
+    if not finisher.cancelled() and finisher.exception() is not None:
+        log.error("the batch finisher stopped; batches wait until the agent restarts", exc_info=finisher.exception())

@@ -79,6 +79,8 @@ class ModelHolder:
             return self._failed("reading the registry's production model", error)
         if registered is None:
             log.warning("no production model in the registry yet; looking again in %.0f s", NO_MODEL_POLL_S)
+            if self.current is None:  # nothing scores meanwhile: say so in `/health/`
+                self._degradation.waiting(WAITING_FOR, "no production model in the registry yet")
             return NO_MODEL_POLL_S
         if not self._serves(registered):
             try:

@@ -115,7 +115,8 @@ def test_the_seed_version_survives_its_photos_being_captured_and_classified(
                                                              for e in reader.events["images.classified"]}:
             reader.poll(1.0)
         stranger_keys = [event.payload["object_key"] for event in captured[len(seed_photos):]]
-        left = _wait_until_gone(storage, lifecycle.bucket_images, stranger_keys)
+        # Deleted after the delay once a commit past their records is confirmed (commits come every few s).
+        left = _wait_until_gone(storage, lifecycle.bucket_images, stranger_keys, timeout_s=120)
     finally:
         reader.close()
         worker.stop()
