@@ -76,6 +76,7 @@ def _require_sign_in() -> Response | None:
             return jsonify(error="sign in first: POST /api/login or the /login page"), 401
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
     g.operator = operator.username
+    g.operator_role = operator.role
     return None
 
 

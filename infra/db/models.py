@@ -5,7 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, false, func, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    false,
+    func,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -59,9 +74,14 @@ class Operator(Base):
     username: Mapped[str] = mapped_column(String(64))
     password_hash: Mapped[str] = mapped_column(String(256))
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    role: Mapped[str] = mapped_column(String(16), default="labeller", server_default="labeller")  # labeller | admin
+    # Every session carries the epoch it was opened in; raising it (logout everywhere, new password,
+    # deactivation) ends every open session of the operator at its next request.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    __table_args__ = (Index("uq_operators_username_ci", func.lower(username), unique=True),)
+    __table_args__ = (Index("uq_operators_username_ci", func.lower(username), unique=True),
+                      CheckConstraint("role IN ('labeller', 'admin')", name="ck_operators_role"))
 
 
 class ReviewItem(Base):
@@ -285,3 +305,48 @@ class ReplayedDeadLetter(Base):
     reason: Mapped[str] = mapped_column(String(32))
     replayed_by: Mapped[str] = mapped_column(String(64))
     replayed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class AdminAudit(Base):
+    """Who promoted, rolled back, activated, imported or changed an operator, what, and when (append only)."""
+
+    __tablename__ = "admin_audit"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    operator: Mapped[str] = mapped_column(String(64))  # who did it ("cli:<user>" from the command line)
+    action: Mapped[str] = mapped_column(String(32))  # promote | rollback | activate | import | ...
+    subject: Mapped[str] = mapped_column(String(255))  # the model version, dataset version, class, operator...
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_admin_audit_action_at", action, at), Index("ix_admin_audit_subject", subject))
+
+
+class SignInFailure(Base):
+    """One failed sign-in (never the password): the throttle counts these per account and per client address."""
+
+    __tablename__ = "sign_in_failures"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))  # lower-cased as typed (may name no account)
+    client: Mapped[str] = mapped_column(String(64))  # the client's address
+    failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("ix_sign_in_failures_username", username, failed_at),
+                      Index("ix_sign_in_failures_client", client, failed_at))
+
+
+class CameraToken(Base):
+    """A bearer token of the HTTP ingest, stored only as its sha256; it fixes the camera and site it posts as."""
+
+    __tablename__ = "camera_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the token's first characters, to tell tokens apart in a list
+    camera_id: Mapped[str] = mapped_column(String(64))
+    site_id: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(64), default="cli", server_default="cli")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
