@@ -1,7 +1,8 @@
 """Every setting of WasteX Stream, read from environment variables with working local defaults.
 
 Secrets are never defaults in code: when `WASTEX_S3_SECRET_KEY` or `WASTEX_POSTGRES_PASSWORD` are not
-set, they are generated once and kept in `<state dir>/secrets.env` (mode 0600).
+set, they are generated once and kept in `<state dir>/secrets.env` (mode 0600). The review UI's signing key is
+not among them: only the UI reads it (review_ui/signing_key.py).
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ def _load_or_create_secrets(state_dir: Path) -> dict[str, str]:
         "S3_ACCESS_KEY": "wastex-" + secrets.token_hex(4),
         "S3_SECRET_KEY": secrets.token_urlsafe(24),
         "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
-        "UI_SECRET_KEY": secrets.token_urlsafe(32),
     }
     state_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -90,11 +90,18 @@ class Settings:
     postgres_db: str
     database_url_override: str
 
-    ui_secret_key: str
     ui_host: str
     ui_port: int
     ui_secure_cookies: bool
     ui_max_upload_bytes: int
+    ui_session_idle_s: float  # a session unused this long ends
+    ui_session_max_s: float  # a session ends this long after sign-in, however busy
+    ui_signin_max_failures: int  # failed sign-ins per account within the window before it is locked
+    ui_signin_max_client_failures: int  # the same per client address (higher: many operators behind one NAT)
+    ui_signin_window_s: float
+    ui_signin_max_lock_s: float  # the longest a lock grows to with repeated failures
+    ui_signin_concurrency: int  # password checks (scrypt, about 32 MiB each) running at once
+    ui_trusted_proxies: int  # reverse proxies in front of the UI whose X-Forwarded-For is believed
     start_timeout_s: int
     max_image_bytes: int
     max_image_pixels: int
@@ -104,6 +111,13 @@ class Settings:
     keep_sample_rate: float
     delete_delay_s: float
     builder_web_port: int
+    # The HTTP ingest (producers/http_ingest.py): its server and how much work it takes on at once.
+    ingest_host: str
+    ingest_port: int
+    ingest_threads: int  # request threads of the WSGI server
+    ingest_max_decodes: int  # images checked (decoded) at once; more answer 503 with Retry-After
+    ingest_connection_limit: int  # open connections; further ones wait in the listen backlog
+    ingest_backlog: int
     image_gc_min_age_s: float
     clock_skew_s: float
     retry_max_delay_s: float
@@ -184,11 +198,18 @@ def load_settings() -> Settings:
         postgres_password=_env("WASTEX_POSTGRES_PASSWORD", generated["POSTGRES_PASSWORD"]),
         postgres_db=_env("WASTEX_POSTGRES_DB", "wastex"),
         database_url_override=_env("WASTEX_DATABASE_URL", ""),
-        ui_secret_key=_env("WASTEX_UI_SECRET_KEY", generated["UI_SECRET_KEY"]),
         ui_host=_env("WASTEX_UI_HOST", "127.0.0.1"),
         ui_port=_env_int("WASTEX_UI_PORT", 8080),
         ui_secure_cookies=_env("WASTEX_UI_SECURE_COOKIES", "false").lower() in {"1", "true", "yes"},
         ui_max_upload_bytes=_env_int("WASTEX_UI_MAX_UPLOAD_BYTES", 256 * 2**20),
+        ui_session_idle_s=_env_float("WASTEX_UI_SESSION_IDLE_S", 12 * 3600.0),
+        ui_session_max_s=_env_float("WASTEX_UI_SESSION_MAX_S", 24 * 3600.0),
+        ui_signin_max_failures=_env_int("WASTEX_UI_SIGNIN_MAX_FAILURES", 10),
+        ui_signin_max_client_failures=_env_int("WASTEX_UI_SIGNIN_MAX_CLIENT_FAILURES", 50),
+        ui_signin_window_s=_env_float("WASTEX_UI_SIGNIN_WINDOW_S", 900.0),
+        ui_signin_max_lock_s=_env_float("WASTEX_UI_SIGNIN_MAX_LOCK_S", 4 * 3600.0),
+        ui_signin_concurrency=_env_int("WASTEX_UI_SIGNIN_CONCURRENCY", 2),
+        ui_trusted_proxies=_env_int("WASTEX_UI_TRUSTED_PROXIES", 0),
         start_timeout_s=_env_int("WASTEX_START_TIMEOUT", 120),
         max_image_bytes=_env_int("WASTEX_MAX_IMAGE_BYTES", 10 * 2**20),
         max_image_pixels=_env_int("WASTEX_MAX_IMAGE_PIXELS", 40_000_000),
@@ -198,6 +219,12 @@ def load_settings() -> Settings:
         keep_sample_rate=float(_env("WASTEX_KEEP_SAMPLE_RATE", "0")),
         delete_delay_s=float(_env("WASTEX_DELETE_DELAY_S", "120")),
         builder_web_port=_env_int("WASTEX_BUILDER_WEB_PORT", 6067),
+        ingest_host=_env("WASTEX_INGEST_HOST", "127.0.0.1"),
+        ingest_port=_env_int("WASTEX_INGEST_PORT", 8081),
+        ingest_threads=_env_int("WASTEX_INGEST_THREADS", 4),
+        ingest_max_decodes=_env_int("WASTEX_INGEST_MAX_DECODES", 2),
+        ingest_connection_limit=_env_int("WASTEX_INGEST_CONNECTION_LIMIT", 32),
+        ingest_backlog=_env_int("WASTEX_INGEST_BACKLOG", 128),
         image_gc_min_age_s=_env_float("WASTEX_IMAGE_GC_MIN_AGE_S", 86_400.0),
         clock_skew_s=_env_float("WASTEX_CLOCK_SKEW_S", 300.0),
         retry_max_delay_s=_env_float("WASTEX_RETRY_MAX_DELAY_S", 30.0),

@@ -5,12 +5,15 @@
 
 A file is complete when its size and modification time have not changed for `settle_s` seconds. Hidden
 files and *.part / *.tmp are left alone: writers that write under a temporary name and rename are safe
-even when they stall for longer than `settle_s`. One watcher per folder. A file's modification time is its
+even when they stall for longer than `settle_s`. Symbolic links (to files or folders) are skipped and left
+in place, each logged once: whoever can drop a link could otherwise make the watcher publish any file it can
+read. One watcher per folder. A file's modification time is its
 capture time: one more than `clock_skew_s` in the future is refused, as at the HTTP ingest.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -77,6 +80,7 @@ class FolderWatcher:
         self._max_pixels = max_pixels
         self._clock_skew_s = clock_skew_s
         self._stable_since: dict[Path, tuple[Signature, float]] = {}
+        self._skipped_links: set[Path] = set()  # logged already; forgotten once the link is gone
         # Stored but not acknowledged: a retry sends the same event id, so consumers can drop a duplicate
         # if the broker did keep the first attempt.
         self._unacknowledged: dict[Path, tuple[Signature, Event]] = {}
@@ -111,13 +115,21 @@ class FolderWatcher:
         now, wall_now = time.monotonic(), time.time()
         seen: dict[Path, tuple[Signature, float]] = {}
         complete: list[tuple[int, str, Path, Signature]] = []
+        links: set[Path] = set()
         with os.scandir(self.folder) as entries:
             for entry in entries:
                 path = Path(entry.path)
                 if entry.name.startswith(".") or path.suffix.lower() in PARTIAL_SUFFIXES:
                     continue
+                if entry.is_symlink():
+                    links.add(path)
+                    if path not in self._skipped_links:
+                        log.warning("skipping %s: a symbolic link to %s; only regular files placed in %s are "
+                                    "captured (copy or move the file in instead)", entry.name,
+                                    _link_target(path), self.folder)
+                    continue
                 try:
-                    if not entry.is_file():
+                    if not entry.is_file(follow_symlinks=False):
                         continue
                     stat = entry.stat()
                 except FileNotFoundError:
@@ -134,13 +146,19 @@ class FolderWatcher:
                 if now - since >= self._settle_s:
                     complete.append((stat.st_mtime_ns, entry.name, path, signature))
         self._stable_since = seen
+        self._skipped_links = links
         return [(path, signature) for _, _, path, signature in sorted(complete)]
 
     def _handle(self, path: Path, signature: Signature) -> WatchResult | None:
         try:
-            with path.open("rb") as handle:
+            # O_NOFOLLOW: a file swapped for a link since the scan is not followed either (the next scan logs it).
+            with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NOFOLLOW)) as handle:
                 data = handle.read(self._max_bytes + 1)  # enough to know it is too large
         except FileNotFoundError:  # taken away by someone else meanwhile
+            return None
+        except OSError as error:
+            if error.errno != errno.ELOOP:
+                raise
             return None
         try:
             content_type = check_upload(data, self._max_bytes, self._max_pixels)
@@ -172,6 +190,13 @@ class FolderWatcher:
         self._sink.flush()
         del self._unacknowledged[path]
         return event
+
+
+def _link_target(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:  # removed meanwhile
+        return "?"
 
 
 def _captured_at(signature: Signature) -> datetime:

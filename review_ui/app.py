@@ -7,28 +7,34 @@ from datetime import timedelta
 from flask import Flask, Response, jsonify, render_template
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from review_ui import security
 from review_ui.services import UiServices
+from review_ui.sign_in_throttle import SignInThrottle, ThrottlePolicy
+from review_ui.signing_key import ui_signing_key
 from review_ui.views import api, auth, health, images, models, pages, runs, versions
-
-SESSION_LIFETIME = timedelta(hours=12)
 
 
 def create_app(services: UiServices) -> Flask:
     settings = services.settings
     app = Flask(__name__)
+    if settings.ui_trusted_proxies > 0:
+        # Only then is X-Forwarded-For believed: the throttle counts per client address.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.ui_trusted_proxies,  # type: ignore[method-assign]
+                                x_proto=settings.ui_trusted_proxies)
     app.config.update(
-        SECRET_KEY=settings.ui_secret_key,
+        SECRET_KEY=ui_signing_key(settings),
         SESSION_COOKIE_NAME="wastex_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.ui_secure_cookies,
-        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.ui_session_idle_s),  # renewed by every request
         MAX_CONTENT_LENGTH=settings.ui_max_upload_bytes,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]  # documents keep their documented field order
     app.extensions["wastex_ui"] = services
+    app.extensions[auth.THROTTLE] = SignInThrottle(services.sessions, ThrottlePolicy.from_settings(settings))
     security.install(app)
     for blueprint in (auth.blueprint, pages.blueprint, api.blueprint, images.blueprint, versions.blueprint,
                       models.blueprint, runs.blueprint, health.blueprint):

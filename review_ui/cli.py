@@ -1,4 +1,7 @@
-"""`wastex ui ...`: serve the review UI, run the queue projection, manage operators, import labelled images."""
+"""`wastex ui ...`: serve the review UI, run the queue projection, manage operators, import labelled images.
+
+Account changes from here are audited as `cli:<OS user>`: whoever has a shell with the settings is trusted.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,9 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -84,12 +89,18 @@ def project() -> None:
 
 @ui.command("create-operator")
 @click.argument("username")
+@click.option("--role", type=click.Choice(["labeller", "admin"]),
+              help="labeller (default: least privilege) or admin (also imports, versions, promotions).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input (for scripts).")
-@click.option("--reset", is_flag=True, help="Set a new password for an existing operator.")
-def create_operator_command(username: str, password_stdin: bool, reset: bool) -> None:
+@click.option("--reset", is_flag=True, help="Set a new password for an existing operator (keeps the role, ends "
+                                            "every open session).")
+def create_operator_command(username: str, role: str | None, password_stdin: bool, reset: bool) -> None:
     """Create an operator account (or --reset its password); the password is stored hashed."""
-    from review_ui.operators import OperatorError, create_operator, set_password
+    from infra.db.audit import cli_operator
+    from review_ui.operators import LABELLER, OperatorError, create_operator, set_password
 
+    if reset and role:
+        raise click.ClickException("--reset keeps the role; change it with `wastex ui set-role NAME ROLE`")
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
@@ -97,11 +108,80 @@ def create_operator_command(username: str, password_stdin: bool, reset: bool) ->
     settings = load_settings()
     try:
         with db_sessions(settings)() as session, session.begin():
-            operator = (set_password if reset else create_operator)(session, username, password)
-            name = operator.username
+            if reset:
+                operator = set_password(session, username, password, by=cli_operator())
+            else:
+                operator = create_operator(session, username, password, role=role or LABELLER, by=cli_operator())
+            name, granted = operator.username, operator.role
     except OperatorError as error:
         raise click.ClickException(str(error)) from None
-    console.print(f"operator [bold]{name}[/] {'password reset' if reset else 'created'}")
+    console.print(f"operator [bold]{name}[/] ({granted}) "
+                  f"{'password reset; every open session is ended' if reset else 'created'}")
+
+
+def _change_operator(change: Callable[..., Any], username: str, *args: Any) -> Any:
+    """Run an account change in one transaction, audited as the OS user; a refused change exits with its reason."""
+    from infra.db.audit import cli_operator
+    from review_ui.operators import OperatorError
+
+    try:
+        with db_sessions(load_settings())() as session, session.begin():
+            operator = change(session, username, *args, by=cli_operator())
+            return operator.username
+    except OperatorError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@ui.command("set-role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(["labeller", "admin"]))
+def set_role_command(username: str, role: str) -> None:
+    """Make an operator a labeller or an admin (open sessions see the change at their next request)."""
+    from review_ui.operators import set_role
+
+    console.print(f"operator [bold]{_change_operator(set_role, username, role)}[/] is now {role}")
+
+
+@ui.command("deactivate")
+@click.argument("username")
+def deactivate_command(username: str) -> None:
+    """Stop an operator from signing in and end every open session (the account and its history stay)."""
+    from review_ui.operators import set_active
+
+    console.print(f"operator [bold]{_change_operator(set_active, username, False)}[/] deactivated; "
+                  "every open session is ended")
+
+
+@ui.command("activate")
+@click.argument("username")
+def activate_command(username: str) -> None:
+    """Let a deactivated operator sign in again (with the same password)."""
+    from review_ui.operators import set_active
+
+    console.print(f"operator [bold]{_change_operator(set_active, username, True)}[/] can sign in again")
+
+
+@ui.command("logout-everywhere")
+@click.argument("username")
+def logout_everywhere_command(username: str) -> None:
+    """End every open session of an operator (a lost laptop, a shared browser); they sign in again."""
+    from review_ui.operators import log_out_everywhere
+
+    console.print(f"every session of [bold]{_change_operator(log_out_everywhere, username)}[/] is ended")
+
+
+@ui.command("operators")
+def operators_command() -> None:
+    """List the operator accounts: name, role, active, created."""
+    from review_ui.operators import list_operators
+
+    with db_sessions(load_settings())() as session:
+        rows = list_operators(session)
+    table = Table("name", "role", "active", "created", title=f"{len(rows)} operators")
+    for row in rows:
+        table.add_row(row.username, row.role, "yes" if row.active else "[red]no[/]",
+                      f"{row.created_at:%Y-%m-%d %H:%M}")
+    console.print(table)
 
 
 def _drain(settings: Settings) -> int:
@@ -125,6 +205,7 @@ def _drain(settings: Settings) -> int:
 def import_labelled(paths: tuple[Path, ...], label: str, new_class: bool, operator: str) -> None:
     """Import image files and folders with one class: image store objects plus label events."""
     from infra.clients import minio_client
+    from infra.db.audit import cli_operator
     from review_ui.imports import ImportRefused, LabelledImporter, files_under
     from review_ui.operators import find_operator
 
@@ -138,7 +219,7 @@ def import_labelled(paths: tuple[Path, ...], label: str, new_class: bool, operat
     try:
         files = list(files_under(paths))
         outcomes = importer.import_files(((str(p), p.read_bytes()) for p in files), label, account.username,
-                                         create_class=new_class)
+                                         create_class=new_class, audited_as=cli_operator())
     except ImportRefused as error:
         raise click.ClickException(str(error)) from None
     table = Table("file", "outcome", "detail", title=f"import as {label}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from infra.db import audit
 from infra.db.models import ImportedImage
 from infra.images import ImageRefused, check_image, store_image
 from infra.settings import Settings
@@ -113,12 +115,26 @@ class LabelledImporter:
         return ImportOutcome(file_name, status, f"as {label}", sha256, event.event_id)
 
     def import_files(self, files: Iterable[tuple[str, bytes]], raw_label: str, operator: str, *,
-                     create_class: bool = False) -> list[ImportOutcome]:
-        label, announce_class = self.resolve_class(raw_label, create_class, operator)
+                     create_class: bool = False, audited_as: str | None = None) -> list[ImportOutcome]:
+        """Import each file as `label`, given by `operator`; one audit row (default `operator`) counts the import."""
+        label, created = self.resolve_class(raw_label, create_class, operator)
+        announce_class = created
         outcomes = []
         for name, data in files:
             outcome = self.import_one(name, data, label, operator, new_class=announce_class)
             # Only the first label event of an import says "this import created the class".
             announce_class = announce_class and outcome.status not in {"imported", "relabelled"}
             outcomes.append(outcome)
+        self._audit(outcomes, label, operator, audited_as or operator, class_created=created)
         return outcomes
+
+    def _audit(self, outcomes: list[ImportOutcome], label: str, operator: str, audited_as: str, *,
+               class_created: bool) -> None:
+        """One row per import, after its files (each file commits apart, so a long import is not one transaction)."""
+        counts = Counter(outcome.status for outcome in outcomes)
+        if not (counts["imported"] or counts["relabelled"] or class_created):
+            return  # nothing changed
+        with self._sessions.begin() as session:
+            audit.record(session, audited_as, "import", label,
+                         {"files": len(outcomes), **dict(counts), "labels_by": operator,
+                          "class_created": class_created})

@@ -8,6 +8,9 @@ so both take the row format and the split rule from here.
 
 The split comes from the content digest (``split_for_digest``), so an image keeps its split in every
 version that contains it, and a test image never leaks into a later training set.
+
+The training service trusts a manifest's rows only as far as ``stored_image_key`` allows: each names a
+content-addressed object of the images bucket by its own digest, never a local path or another bucket.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas.image_keys import IMAGE_KEY
+
 SPLITS = ("train", "val", "test")
 # Cumulative upper bounds of each split on [0, 1): 80% train, 10% val, 10% test.
 SPLIT_BOUNDS = ((0.8, "train"), (0.9, "val"), (1.0, "test"))
@@ -28,6 +33,10 @@ _LEADING_HEX_DIGITS = 8  # 32 bits: fine enough for 80/10/10, and the same on ev
 
 class ManifestError(ValueError):
     """A manifest row or file that does not follow the format."""
+
+
+class UntrustedImage(ManifestError):
+    """A manifest row naming an image the training service must not read: not a stored image of the images bucket."""
 
 
 def split_for_digest(sha256_hex: str) -> str:
@@ -108,3 +117,22 @@ def resolve_image(manifest_path: Path, image: str) -> str:
         return image
     location = Path(image).expanduser()
     return str(location if location.is_absolute() else (Path(manifest_path).parent / location).resolve())
+
+
+def stored_image_key(row: ManifestRow, images_bucket: str) -> str:
+    """The object key of a row naming ``s3://<images_bucket>/images/<sha256>.<ext>`` (or ``captures/<sha256>.<ext>``,
+    a labelled capture kept where it was captured) with the row's own sha256; raises UntrustedImage otherwise.
+
+    The version builder and `dataset register` write only such rows; anything else (a local path such as
+    ``../../secrets.env``, another bucket, another key) would have the trainer read what no dataset holds.
+    """
+    bucket_prefix = f"s3://{images_bucket}/"
+    key = row.image[len(bucket_prefix):] if row.image.startswith(bucket_prefix) else None
+    match = IMAGE_KEY.fullmatch(key) if key is not None else None
+    if match is None:
+        raise UntrustedImage(f"image {row.image!r} is not a stored image of the images bucket: training service "
+                             f"manifests may name only {bucket_prefix}images/<sha256>.<ext> (or captures/...) objects")
+    if match["sha256"] != row.sha256:
+        raise UntrustedImage(f"image {row.image!r} is stored under the digest {match['sha256']}, not the row's "
+                             f"sha256 {row.sha256}")
+    return key

@@ -20,6 +20,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.test import TestResponse
 
 from infra.clients import db_sessions, minio_client
+from infra.db.dataset_versions import Change, VersionStore
+from infra.db.models import ModelVersion
 from infra.publisher import EventPublisher
 from infra.settings import Settings
 from review_ui.app import create_app
@@ -101,9 +103,27 @@ class FlaggedImages:
             self.storage.remove_object(self.settings.bucket_images, key)
 
 
-def add_operator(settings: Settings, username: str, password: str = PASSWORD) -> str:
+def add_operator(settings: Settings, username: str, password: str = PASSWORD, *, role: str = "admin") -> str:
+    """An account for a test; admin unless asked, so tests of other features may use every route."""
     with db_sessions(settings)() as session, session.begin():
-        return create_operator(session, username, password).username
+        return create_operator(session, username, password, role=role, by="test").username
+
+
+def registered_model(settings: Settings, version: str) -> str:
+    """A registry row that can be promoted (no worker of a test deployment loads it)."""
+    with db_sessions(settings).begin() as session:
+        session.add(ModelVersion(version=version, artefact_uri=f"s3://{settings.bucket_models}/{version}",
+                                 classes=CLASSES[:2], tau_energy=-5.0, tau_softmax=0.7, metrics={},
+                                 artefact_digest=hashlib.sha256(version.encode()).hexdigest()))
+    return version
+
+
+def dataset_version(settings: Settings, name: str) -> str:
+    """A one-image dataset version (not active) made straight in the store."""
+    sha256 = hashlib.sha256(name.encode()).hexdigest()
+    VersionStore(db_sessions(settings)).create(name, None, [Change(sha256, CLASSES[0], f"images/{sha256}.jpg")],
+                                               created_by="test")
+    return name
 
 
 def wait_until(condition: Callable[[], object], timeout_s: float = 30.0, what: str = "condition") -> object:

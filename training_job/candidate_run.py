@@ -1,8 +1,9 @@
 """One training run of the trainer: a dataset version's manifest -> a registered candidate model, compared with
 the production model on the same test split, promoted when the policy says so.
 
-Steps: the manifest from MinIO (checksum verified) -> the production model's artefact (if any) -> training,
-fine-tuned from it or from the pretrained backbone -> both models evaluated on the version's test split ->
+Steps: the manifest from the datasets bucket (checksum verified; every row a stored image of the images bucket)
+-> the production model's artefact (if any) -> training, fine-tuned from it or from the pretrained backbone
+-> both models evaluated on the version's test split ->
 recommendation -> the candidate registered as model version = run id (artefacts under s3://<models>/<run id>/)
 -> auto-promotion. Blocking throughout; the service runs it on its own thread.
 """
@@ -53,6 +54,10 @@ class ManifestMismatch(DatasetError):
     """The manifest object is not the one the version announced."""
 
 
+class UntrustedManifest(DatasetError):
+    """A version announcing a manifest outside the datasets bucket."""
+
+
 def train_config(settings: Settings) -> TrainConfig:
     """The trainer's training configuration, from settings."""
     weights = settings.trainer_weights
@@ -101,7 +106,12 @@ class RunOutcome:
 
 
 def fetch_manifest(settings: Settings, manifest: dict[str, str], target: Path) -> Path:
-    """The announced manifest object, saved to ``target`` after its checksum was verified."""
+    """The announced manifest object, saved to ``target`` after its checksum was verified; only the datasets bucket
+    holds manifests, so an event naming any other place is refused before anything is read."""
+    if manifest["bucket"] != settings.bucket_datasets:
+        raise UntrustedManifest(f"the version's manifest s3://{manifest['bucket']}/{manifest['object_key']} is not in "
+                                f"the datasets bucket s3://{settings.bucket_datasets}/: the trainer reads manifests "
+                                f"only from there")
     client = minio_client(settings)
     target.parent.mkdir(parents=True, exist_ok=True)
     client.fget_object(manifest["bucket"], manifest["object_key"], str(target))
@@ -113,8 +123,11 @@ def fetch_manifest(settings: Settings, manifest: dict[str, str], target: Path) -
 
 
 def fetch_model(settings: Settings, row: ModelVersion, target: Path) -> Path:
-    """A registered model's artefact folder (model.keras, classes.txt, thresholds.json, ...)."""
+    """A registered model's artefact folder (model.keras, classes.txt, thresholds.json, ...), from the models bucket."""
     bucket, prefix = parse_s3_uri(row.artefact_uri)
+    if bucket != settings.bucket_models or not prefix.strip("/"):  # as the scoring workers: nowhere else
+        raise ModelMismatch(f"model {row.version} is registered at {row.artefact_uri!r}, not in the models bucket "
+                            f"s3://{settings.bucket_models}/: refusing to start a run from it")
     download_prefix(minio_client(settings), bucket, prefix, target)
     if not (target / KERAS_FILE).is_file():
         raise FileNotFoundError(f"{row.artefact_uri} holds no {KERAS_FILE}")
@@ -157,7 +170,8 @@ class CandidateRun:
     def execute(self, manifest: dict[str, str], production: ModelVersion | None) -> RunOutcome:
         settings, config = self.settings, train_config(self.settings)
         begun = time.monotonic()
-        dataset = load_dataset(fetch_manifest(settings, manifest, self.work_dir / "manifest.jsonl"))
+        dataset = load_dataset(fetch_manifest(settings, manifest, self.work_dir / "manifest.jsonl"),
+                               images_bucket=settings.bucket_images)
         counts = dataset.counts()
         self.log(f"dataset: {len(dataset.rows)} images of {len(dataset.classes)} classes "
                  f"({', '.join(f'{split} {sum(per_class.values())}' for split, per_class in counts.items())})")

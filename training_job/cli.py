@@ -32,6 +32,7 @@ def model() -> None:
 def import_command(keras_file: Path, classes_file: Path, version: str | None, tau_energy: float | None,
                    tau_softmax: float | None, promote: bool | None) -> None:
     """Register KERAS_FILE: export to LiteRT (checked against Keras), upload, record in the registry."""
+    from infra.db.audit import cli_operator
     from infra.db.registry import production_model
     from infra.db.registry import promote as promote_version
     from training_job.model_registry import SOURCE, RegistryError, import_model, read_class_file
@@ -47,7 +48,8 @@ def import_command(keras_file: Path, classes_file: Path, version: str | None, ta
     console.print(f"{imported.version}: {state} at {imported.artefact_uri} (digest {imported.artefact_digest}); "
                   f"{imported.export.detail}")
     if promote or (promote is None and production_model(settings) is None):
-        promote_version(settings, imported.version, promoted_by="cli-import", source=SOURCE)
+        promote_version(settings, imported.version, promoted_by="cli-import", source=SOURCE,
+                        audited_as=cli_operator())
         console.print(f"{imported.version}: promoted to production")
 
 
@@ -71,11 +73,12 @@ def list_command() -> None:
 @click.option("--by", "promoted_by", default="operator", show_default=True, help="Who promotes.")
 def promote_command(version: str, promoted_by: str) -> None:
     """Make VERSION the production model; every scoring worker is told through models.promoted."""
+    from infra.db.audit import cli_operator
     from infra.db.registry import RegistryError, promote
     from training_job.model_registry import SOURCE
 
     try:
-        promote(load_settings(), version, promoted_by, source=SOURCE)
+        promote(load_settings(), version, promoted_by, source=SOURCE, audited_as=cli_operator())
     except RegistryError as error:
         console.print(f"[red]✗ {error}[/]")
         sys.exit(1)
@@ -87,11 +90,12 @@ def promote_command(version: str, promoted_by: str) -> None:
 @click.option("--by", "promoted_by", default="operator", show_default=True, help="Who rolls back.")
 def rollback_command(to_version: str | None, promoted_by: str) -> None:
     """Serve an earlier model again; every scoring worker swaps to it."""
+    from infra.db.audit import cli_operator
     from infra.db.registry import RegistryError, rollback
     from training_job.model_registry import SOURCE
 
     try:
-        event = rollback(load_settings(), to_version, promoted_by, source=SOURCE)
+        event = rollback(load_settings(), to_version, promoted_by, source=SOURCE, audited_as=cli_operator())
     except RegistryError as error:
         console.print(f"[red]✗ {error}[/]")
         sys.exit(1)

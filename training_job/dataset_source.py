@@ -1,7 +1,8 @@
 """Labelled images for training and evaluation, from a manifest or a folder layout.
 
 Accepted sources:
-- a manifest file (``schemas.dataset_manifest``): images by local path or ``s3://`` URI;
+- a manifest file (``schemas.dataset_manifest``): images by local path or ``s3://`` URI; with ``images_bucket``
+  (the training service), only stored images of that bucket (``stored_image_key``), and no folders;
 - a folder with one sub-folder per class (TrashNet, RealWaste): splits come from the content digest;
 - a folder with ``train``/``val``/``test`` sub-folders, each holding class folders: the layout gives the split.
 
@@ -29,6 +30,7 @@ from schemas.dataset_manifest import (
     read_manifest,
     resolve_image,
     split_for_digest,
+    stored_image_key,
 )
 
 log = logging.getLogger(__name__)
@@ -112,12 +114,18 @@ def image_files(folder: Path) -> list[Path]:
         raise DatasetError(f"cannot read folder {folder}: {error}") from None
 
 
-def load_dataset(source: Path, loader: ImageLoader | None = None) -> Dataset:
-    """A dataset from a manifest file or a folder layout (see the module docstring)."""
+def load_dataset(source: Path, loader: ImageLoader | None = None, *, images_bucket: str | None = None) -> Dataset:
+    """A dataset from a manifest file or a folder layout (see the module docstring).
+
+    ``images_bucket``: the source is a manifest the training service fetched, whose every row must name a stored
+    image of that bucket; a row that does not is a DatasetError naming it (a bad dataset: it fails for good).
+    """
     source = Path(source)
     loader = loader or ImageReader()
     if source.is_file():
-        return _manifest_dataset(source)
+        return _manifest_dataset(source, images_bucket)
+    if images_bucket is not None:
+        raise DatasetError(f"{source} is not a manifest file: the training service trains only on manifests")
     if not source.is_dir():
         raise DatasetError(f"{source} is neither a manifest file nor a folder")
     folders = _sub_folders(source)
@@ -161,10 +169,17 @@ def _class_folder_rows(folder: Path, split: str | None, loader: ImageLoader) -> 
     return rows
 
 
-def _manifest_dataset(path: Path) -> Dataset:
+def _manifest_dataset(path: Path, images_bucket: str | None) -> Dataset:
     try:
-        rows = [ManifestRow(resolve_image(path, row.image), row.sha256, row.class_name, row.split)
-                for row in read_manifest(path)]
+        listed = read_manifest(path)
+        if images_bucket is not None:
+            for number, row in enumerate(listed, start=1):
+                try:
+                    stored_image_key(row, images_bucket)
+                except ManifestError as error:
+                    raise DatasetError(f"manifest {path}, row {number} ({row.class_name}, sha256 "
+                                       f"{row.sha256[:12]}): {error}") from None
+        rows = [ManifestRow(resolve_image(path, row.image), row.sha256, row.class_name, row.split) for row in listed]
     except (ManifestError, UnicodeDecodeError) as error:
         raise DatasetError(f"{path} is not a valid manifest: {error}") from None
     except OSError as error:

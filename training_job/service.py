@@ -9,7 +9,9 @@
 - A run or request that fails because a store was unreachable (MinIO, Kafka, PostgreSQL: `is_transient`) is
   tried again with capped backoff (up to WASTEX_RETRY_MAX_DELAY_S) as long as it takes: such a run is recorded as
   a passing failure and does not use up an attempt. Another failure is tried again after
-  WASTEX_TRAINER_RETRY_DELAY_S, up to WASTEX_TRAINER_MAX_ATTEMPTS counted attempts; a bad dataset fails for good.
+  WASTEX_TRAINER_RETRY_DELAY_S, up to WASTEX_TRAINER_MAX_ATTEMPTS counted attempts; a bad dataset fails for good,
+  and so does one the trainer must not read: a manifest outside the datasets bucket, or a row that is not a stored
+  image of the images bucket (`schemas.dataset_manifest.stored_image_key`).
   Recording a run's outcome waits for PostgreSQL, so an outage never loses a request.
 - Records that are not a DatasetVersionCreated go to the dead letters; the trainer carries on.
 - One trainer works at a time: it holds a PostgreSQL advisory lock, a second one waits for it.

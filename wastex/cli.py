@@ -16,7 +16,7 @@ COMMANDS: dict[str, str] = {
     "infra": "infra.cli:infra",
     "produce": "producers.cli:produce",
     "watch": "producers.watch_folder:watch",
-    "ingest": "producers.http_ingest:ingest",
+    "ingest": "producers.cli:ingest",
     "model": "training_job.cli:model",
     "worker": "stream_apps.cli:worker",
     "counts": "stream_apps.cli:counts",

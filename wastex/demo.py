@@ -84,9 +84,10 @@ def _register_seed(settings: Settings, folder: Path) -> None:
 def _operator_password() -> str:
     password = secrets.token_urlsafe(9)
     try:
-        _run(["ui", "create-operator", OPERATOR, "--password-stdin"], stdin=password + "\n")
+        _run(["ui", "create-operator", OPERATOR, "--role", "admin", "--password-stdin"], stdin=password + "\n")
     except subprocess.CalledProcessError:  # the account exists from an earlier demo: give it a new password
         _run(["ui", "create-operator", OPERATOR, "--password-stdin", "--reset"], stdin=password + "\n")
+        _run(["ui", "set-role", OPERATOR, "admin"])  # the demo promotes and activates
     return password
 
 

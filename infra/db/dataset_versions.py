@@ -16,6 +16,7 @@ from sqlalchemy import CTE, Select, delete, false, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session, sessionmaker
 
+from infra.db import audit
 from infra.db.classes import add_class
 from infra.db.models import DatasetEntry, DatasetVersion, StagedLabel
 from schemas.dataset_manifest import SPLITS, split_for_digest
@@ -267,14 +268,17 @@ class VersionStore:
             return list(session.scalars(select(DatasetVersion).where(DatasetVersion.announced_at.is_(None))
                                         .order_by(DatasetVersion.id)))
 
-    def activate(self, name: str) -> None:
+    def activate(self, name: str, *, by: str) -> None:
+        """Make `name` the active version; `by` (who asked) goes to the audit trail in the same transaction."""
         with self._sessions.begin() as session:
             target = session.scalars(select(DatasetVersion).where(DatasetVersion.name == name)).one_or_none()
             if target is None:
                 raise VersionError(f"no dataset version named {name!r}")
+            previous = session.scalars(select(DatasetVersion.name).where(DatasetVersion.active == true())).first()
             session.execute(update(DatasetVersion).where(DatasetVersion.active == true()).values(active=False))
             session.flush()
             target.active = True
+            audit.record(session, by, "activate", name, {"previous": previous})
 
     def active(self) -> DatasetVersion | None:
         with self._sessions() as session:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from infra.clients import db_sessions
+from infra.db import audit
 from infra.db.models import ModelVersion
 from infra.publisher import EventPublisher
 from infra.settings import Settings
@@ -30,11 +31,13 @@ def production_model(settings: Settings) -> ModelVersion | None:
         return session.scalars(select(ModelVersion).where(ModelVersion.status == "production")).one_or_none()
 
 
-def promote(settings: Settings, version: str, promoted_by: str, *, source: str, action: str = "promote") -> Event:
+def promote(settings: Settings, version: str, promoted_by: str, *, source: str, action: str = "promote",
+            audited_as: str | None = None) -> Event:
     """Make `version` the production model and announce it on models.promoted.
 
     The registry change commits only after Kafka acknowledged the announcement, and a failed announcement is
     final (PublishError, nothing changed). Workers take what to serve from the registry, not from the event.
+    The audit trail names `audited_as` (default `promoted_by`): the command line names its OS user there.
     """
     Session = db_sessions(settings)
     with Session.begin() as session:
@@ -64,6 +67,9 @@ def promote(settings: Settings, version: str, promoted_by: str, *, source: str, 
             "previous_model_version": previous.version if previous is not None else None,
             "action": action,
         }, source)
+        audit.record(session, audited_as or promoted_by, action, target.version,
+                     {"previous": event.payload["previous_model_version"], "promoted_by": promoted_by,
+                      "digest": target.artefact_digest})
         # Announce before the transaction commits: if the broker is down, the promotion is not recorded.
         publisher = EventPublisher(settings, **{"message.timeout.ms": DELIVERY_TIMEOUT_MS})
         publisher.publish(event)
@@ -71,7 +77,8 @@ def promote(settings: Settings, version: str, promoted_by: str, *, source: str, 
     return event
 
 
-def rollback(settings: Settings, to_version: str | None, promoted_by: str, *, source: str) -> Event:
+def rollback(settings: Settings, to_version: str | None, promoted_by: str, *, source: str,
+             audited_as: str | None = None) -> Event:
     """Serve an earlier model again: `to_version`, else the one promoted most recently before the current."""
     if to_version is None:
         with db_sessions(settings)() as session:
@@ -81,4 +88,4 @@ def rollback(settings: Settings, to_version: str | None, promoted_by: str, *, so
         if earlier is None:
             raise RegistryError("no earlier production model to roll back to")
         to_version = earlier.version
-    return promote(settings, to_version, promoted_by, source=source, action="rollback")
+    return promote(settings, to_version, promoted_by, source=source, action="rollback", audited_as=audited_as)

@@ -1,16 +1,18 @@
 """The JSON API (mirrors the seeds: OOD images, review, label, classes, counts, count history).
 
-Every route needs a signed-in session; every POST needs the X-CSRF-Token header. The docstrings are the
-API documentation page (/api): first line the summary, the rest the details.
+Every route needs a signed-in session; every POST needs the X-CSRF-Token header; routes marked admin_only
+answer 403 to a labeller. The docstrings are the API documentation page (/api): first line the summary,
+the rest the details.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import BadRequest, NotFound
 
+from infra.db import audit
 from infra.db.models import ReviewItem
 from review_ui import actions
 from review_ui.actions import ActionError, run_action
@@ -19,6 +21,7 @@ from review_ui.counts_view import HISTORY_MINUTES
 from review_ui.imports import ImportRefused
 from review_ui.outbox import outbox_status
 from review_ui.queue import QueryError, QueueFilter, facets, item_document, neighbour, parse_paging, queue_page
+from review_ui.roles import admin_only
 from review_ui.security import csrf_token
 from review_ui.views.common import (
     action_response,
@@ -30,6 +33,7 @@ from review_ui.views.common import (
 )
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
+AUDIT_LIMIT = 50
 
 
 def _flag(value: object) -> bool:
@@ -56,11 +60,11 @@ def query_error(error: QueryError) -> tuple[Response, int]:
 
 @blueprint.get("/session")
 def session_info() -> Response:
-    """The signed-in operator and the session's CSRF token.
+    """The signed-in operator, their role and the session's CSRF token.
 
-    Returns {"operator", "csrf_token"}.
+    Returns {"operator", "role" (labeller | admin), "csrf_token"}.
     """
-    return jsonify(operator=operator(), csrf_token=csrf_token())
+    return jsonify(operator=operator(), role=g.operator_role, csrf_token=csrf_token())
 
 
 @blueprint.get("/ood")
@@ -239,8 +243,9 @@ def counts_history() -> Response:
 
 
 @blueprint.post("/import")
+@admin_only
 def import_labelled() -> Response:
-    """Import labelled images: multipart form with files (one or more), label, new_class (true/false).
+    """Import labelled images (admin): multipart form with files (one or more), label, new_class (true/false).
 
     Each file becomes an object images/<sha256>.<ext> and a LabelAssigned event; the same bytes with the
     same class again change nothing. Returns {"results": [{"file_name", "status", "detail", "sha256"}],
@@ -266,3 +271,25 @@ def outbox() -> Response:
     """
     with services().sessions() as session:
         return jsonify(outbox_status(session).as_dict())
+
+
+@blueprint.get("/audit")
+@admin_only
+def audit_trail() -> Response:
+    """The admin audit trail, newest first (admin): who promoted, rolled back, activated, requested, imported.
+
+    Query: action (repeatable: promote, rollback, auto-promote, activate, version_request, import,
+    operator_created, password_reset, role_changed, operator_deactivated, operator_activated, sessions_ended),
+    subject (a model version, dataset version, class or operator), limit (1-500, default 50).
+    Returns {"entries": [{"id", "at", "operator", "action", "subject", "detail"}]}.
+    """
+    try:
+        limit = int(request.args.get("limit", AUDIT_LIMIT))
+    except ValueError:
+        raise BadRequest("limit must be a whole number") from None
+    if not 1 <= limit <= audit.MAX_LIMIT:
+        raise BadRequest(f"limit must be between 1 and {audit.MAX_LIMIT}")
+    actions = request.args.getlist("action") or None
+    with services().sessions() as session:
+        rows = audit.recent(session, actions=actions, subject=request.args.get("subject") or None, limit=limit)
+        return jsonify(entries=[audit.audit_document(row) for row in rows])

@@ -15,6 +15,7 @@ from review_ui.class_registry import ClassNameError, ensure_class, list_classes
 from review_ui.imports import ImportRefused
 from review_ui.outbox import outbox_status
 from review_ui.queue import QueryError, QueueFilter, facets, item_document, parse_paging, queue_page
+from review_ui.roles import admin_only, is_admin, needs_admin
 from review_ui.views.common import class_document, import_uploads, operator, outbox_warning, services
 
 blueprint = Blueprint("pages", __name__)
@@ -27,6 +28,12 @@ def _classes(session: Any) -> list[dict[str, Any]]:
     """Classes with their digit shortcut (the first ten)."""
     return [{**class_document(c), "key": SHORTCUT_KEYS[i] if i < len(SHORTCUT_KEYS) else None}
             for i, c in enumerate(list_classes(session))]
+
+
+@blueprint.app_context_processor
+def role_flags() -> dict[str, bool]:
+    """Every template knows whether to show admin controls (the routes refuse them to labellers anyway)."""
+    return {"is_admin": is_admin()}
 
 
 def _outbox_banner(session: Any) -> str | None:
@@ -89,6 +96,7 @@ def classes() -> Response | tuple[str, int] | str:
 
 
 @blueprint.route("/import", methods=["GET", "POST"])
+@admin_only
 def import_page() -> tuple[str, int] | str:
     results, warning, error, status = None, None, None, 200
     if request.method == "POST":
@@ -122,11 +130,12 @@ def _documented_routes() -> list[dict[str, Any]]:
     for rule in current_app.url_map.iter_rules():
         if not rule.endpoint.startswith(API_ENDPOINT_PREFIXES):
             continue
-        doc = inspect.getdoc(current_app.view_functions[rule.endpoint]) or ""
+        view = current_app.view_functions[rule.endpoint]
+        doc = inspect.getdoc(view) or ""
         summary, _, details = doc.partition("\n")
         methods = sorted(m for m in rule.methods or () if m not in {"HEAD", "OPTIONS"})
         routes.append({"methods": methods, "rule": readable_rule(rule.rule), "summary": summary,
-                       "details": details.strip()})
+                       "details": details.strip(), "admin": needs_admin(view)})
     return sorted(routes, key=lambda r: (r["rule"], r["methods"]))
 
 

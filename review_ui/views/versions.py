@@ -8,8 +8,10 @@ import uuid
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest, NotFound
 
+from infra.db import audit
 from infra.db.dataset_versions import VersionError, VersionStore
 from infra.publisher import EventPublisher, PublishError
+from review_ui.roles import admin_only
 from review_ui.views.common import operator, services
 from schemas.codec import InvalidEvent, new_event
 from schemas.dataset_manifest import SPLITS
@@ -19,6 +21,7 @@ blueprint = Blueprint("versions", __name__)
 STAGED_SHOWN = 50
 PER_PAGE = 48
 REQUEST_PUBLISH_WAIT_S = 5.0
+TRAIL_SHOWN = 20
 
 
 def _store() -> VersionStore:
@@ -37,11 +40,14 @@ def versions() -> str:
     store = _store()
     rows = [{"version": version, "parent": store.parent_name(version)} for version in reversed(store.versions())]
     staged = store.staged()
+    with services().sessions() as session:
+        trail = audit.recent(session, actions=audit.DATASET_ACTIONS, limit=TRAIL_SHOWN)
     return render_template("versions.html", rows=rows, staged=staged[:STAGED_SHOWN], staged_total=len(staged),
-                           names=[row["version"].name for row in rows])
+                           names=[row["version"].name for row in rows], trail=trail)
 
 
 @blueprint.post("/versions")
+@admin_only
 def request_version() -> Response | tuple[str, int]:
     """Ask the version builder for a version = the active version + the staged decisions."""
     payload = {"request_id": f"ui-{uuid.uuid4().hex}", "requested_by": operator(), "trigger": "manual",
@@ -62,6 +68,9 @@ def request_version() -> Response | tuple[str, int]:
         flash(f"The version was not requested: Kafka did not acknowledge the request ({error}). Try again.",
               "error")
         return redirect(url_for("versions.versions"))
+    with services().sessions.begin() as session:
+        audit.record(session, operator(), "version_request", name or payload["request_id"],
+                     {"request_id": payload["request_id"], "notes": payload["notes"]})
     flash(f"Version requested ({payload['request_id']}); the builder makes it from the staged decisions.", "ok")
     return redirect(url_for("versions.versions"))
 
@@ -96,9 +105,10 @@ def diff() -> str:
 
 
 @blueprint.post("/versions/<name>/activate")
+@admin_only
 def activate(name: str) -> Response:
     store = _store()
     _version_or_404(store, name)
-    store.activate(name)
+    store.activate(name, by=operator())
     flash(f"{name} is the active dataset version.", "ok")
     return redirect(url_for("versions.version", name=name))

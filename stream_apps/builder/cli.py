@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.clients import db_sessions, minio_client
+from infra.db import audit
 from infra.db.dataset_versions import VersionError, VersionStore
 from infra.publisher import EventPublisher
 from infra.settings import load_settings
@@ -58,7 +59,7 @@ def register(folder: Path, name: str, mapping: Path | None, created_by: str, not
     if version.announced_at is None:
         VersionAnnouncer(settings, store, storage, EventPublisher(settings)).announce(version.name)
     if store.active() is None:
-        store.activate(version.name)
+        store.activate(version.name, by=audit.cli_operator())
     for path, reason in result.refused:
         console.print(f"[yellow]refused {path}: {reason}[/]")
     for sha256 in result.conflicting:
@@ -161,6 +162,9 @@ def create(name: str | None, parent: str | None, notes: str, requested_by: str, 
     publisher = EventPublisher(settings)
     publisher.publish(request)
     publisher.flush()
+    with db_sessions(settings).begin() as session:
+        audit.record(session, audit.cli_operator(), "version_request", name or request_id,
+                     {"request_id": request_id, "parent": parent, "notes": notes, "requested_by": requested_by})
     store = VersionStore(db_sessions(settings))
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
@@ -190,7 +194,7 @@ def staged() -> None:
 def activate(name: str) -> None:
     """Make NAME the active version (what training and new versions build on by default)."""
     try:
-        _store().activate(name)
+        _store().activate(name, by=audit.cli_operator())
     except VersionError as error:
         raise click.ClickException(str(error)) from None
     console.print(f"{name} is the active dataset version")

@@ -2,7 +2,8 @@
 
 What serves is what is registered: the local cache is keyed by the artefact's content digest (version names
 repeat across deployments and database resets), and a copy whose content does not match the registry's digest
-is never loaded.
+is never loaded. Artefacts are read only from the models bucket: a registry row naming any other place (another
+bucket, a local path, a URL) is refused, whatever its digest.
 """
 
 from __future__ import annotations
@@ -79,17 +80,32 @@ def _discard(folder: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+def artefact_location(settings: Settings, registered: RegisteredModel) -> tuple[str, str]:
+    """(bucket, prefix) of a registered artefact folder; raises UnservableModel unless it is in the models bucket."""
+    try:
+        bucket, prefix = parse_s3_uri(registered.artefact_uri)
+    except ValueError:
+        bucket, prefix = "", ""
+    if bucket != settings.bucket_models or not prefix.strip("/"):
+        raise UnservableModel(f"model {registered.version} is registered at {registered.artefact_uri!r}, not in the "
+                              f"models bucket s3://{settings.bucket_models}/: refusing to serve it (models are served "
+                              f"only from there; register it with `wastex model import`)")
+    return bucket, prefix
+
+
 def fetch_artefact(settings: Settings, registered: RegisteredModel) -> Path:
     """The verified artefact folder `<state_dir>/models/<digest>/`, downloaded unless a valid copy is there.
 
     Workers sharing the state directory may download at the same time: each fills a folder of its own and
     renames it into place, so a reader never sees a half-downloaded artefact. Raises UnservableModel for a row
-    without a digest and for downloaded bytes whose digest differs (the bad copy is removed).
+    without a digest or outside the models bucket, and for downloaded bytes whose digest differs (the bad copy is
+    removed).
     """
     expected = registered.digest
     if expected is None:
         raise UnservableModel(f"model {registered.version} has no content digest in the registry (registered "
                               f"before digests were recorded): refusing to serve it unverified")
+    bucket, prefix = artefact_location(settings, registered)
     folder = settings.state_dir / "models" / expected
     if folder.is_dir():
         cached = _digest_or_none(folder)
@@ -98,7 +114,6 @@ def fetch_artefact(settings: Settings, registered: RegisteredModel) -> Path:
         log.warning("cached artefact %s holds digest %s, not its name: downloading model %s again", folder,
                     cached, registered.version)
         _discard(folder)
-    bucket, prefix = parse_s3_uri(registered.artefact_uri)
     partial = folder.with_name(f".{expected}.{uuid.uuid4().hex}.partial")
     download_prefix(minio_client(settings), bucket, prefix, partial)
     actual = _digest_or_none(partial)

@@ -33,6 +33,7 @@ NO_MODEL_POLL_S = 5.0  # while the registry has no production model yet
 # A ModelPromoted is sent just before the registry commits: look again soon until the row agrees, for a while.
 ANNOUNCED_RECHECK_S = 0.5
 ANNOUNCED_WAIT_S = 30.0
+ANNOUNCED_KEPT = 16  # announcements awaited at once; a flood of forged ones cannot grow the holder without bound
 WAITING_FOR = "model"  # the Degradation entry of this holder
 
 
@@ -45,7 +46,7 @@ class ModelHolder:
         self._backoff = Backoff(cap_s=settings.retry_max_delay_s)
         self._check_now = asyncio.Event()
         self._serving = asyncio.Event()
-        self._announced: tuple[str, str, float] | None = None  # version, digest, when
+        self._announced: dict[tuple[str, str], float] = {}  # (version, digest) -> when, until the registry agrees
         self.current: ActiveModel | None = None
 
     async def ready(self) -> ActiveModel:
@@ -59,7 +60,11 @@ class ModelHolder:
         payload = promoted.payload
         log.info("models.promoted announces %s (digest %s); checking the registry", payload["model_version"],
                  payload["artefact_digest"])
-        self._announced = (payload["model_version"], payload["artefact_digest"], time.monotonic())
+        announced = (payload["model_version"], payload["artefact_digest"])
+        self._announced.pop(announced, None)
+        self._announced[announced] = time.monotonic()
+        while len(self._announced) > ANNOUNCED_KEPT:
+            self._ignore(next(iter(self._announced)), "too many announcements at once")
         self._check_now.set()
 
     async def keep_in_step(self) -> None:
@@ -100,13 +105,21 @@ class ModelHolder:
         return current is not None and (current.version, current.digest) == (registered.version, registered.digest)
 
     def _next_look(self, registered: RegisteredModel) -> float:
-        if self._announced is not None:
-            version, digest, when = self._announced
-            if (version, digest) != (registered.version, registered.digest) and \
-                    time.monotonic() - when < ANNOUNCED_WAIT_S:
-                return ANNOUNCED_RECHECK_S
-            self._announced = None
-        return self._settings.registry_check_s
+        """Soon while an announcement the registry does not show yet is awaited; one no longer awaited is dropped."""
+        shown = self._announced.get((registered.version, registered.digest))
+        if shown is not None:  # it, and every announcement before it (superseded), are done with
+            self._announced = {announced: when for announced, when in self._announced.items() if when > shown}
+        now = time.monotonic()
+        for announced, when in list(self._announced.items()):
+            if now - when >= ANNOUNCED_WAIT_S:
+                self._ignore(announced, f"the registry's production model is {registered.version} (digest "
+                                        f"{registered.digest})")
+        return ANNOUNCED_RECHECK_S if self._announced else self._settings.registry_check_s
+
+    def _ignore(self, announced: tuple[str, str], why: str) -> None:
+        del self._announced[announced]
+        log.warning("ignoring the announcement of model %s (digest %s): %s, and only the registry says what serves",
+                    *announced, why)
 
     def _failed(self, what: str, error: Exception) -> float:
         """Log and report a failed look or load; the old model keeps serving and the holder looks again later."""

@@ -124,9 +124,9 @@ def test_exactly_one_version_is_active(database: Settings) -> None:
     store.create("v1", None, [], created_by="t")
     store.create("v2", "v1", [], created_by="t")
     assert store.active() is None
-    store.activate("v1")
-    store.activate("v2")
+    store.activate("v1", by="test")
+    store.activate("v2", by="test")
     assert store.active().name == "v2"
     assert [v.name for v in store.versions() if v.active] == ["v2"]
     with pytest.raises(VersionError):
-        store.activate("v9")
+        store.activate("v9", by="test")

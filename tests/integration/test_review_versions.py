@@ -23,7 +23,7 @@ def test_a_label_made_in_the_ui_becomes_a_version_the_ui_can_browse_and_compare(
     store = VersionStore(db_sessions(deployment))
     seed_image = seed_event.payload["image"]
     store.create("v1", None, [Change(seed_image["sha256"], "glass", seed_image["object_key"])], created_by="t")
-    store.activate("v1")
+    store.activate("v1", by="test")
     alice = SignedIn(app, add_operator(deployment, f"ver-{uuid.uuid4().hex[:6]}"))
     builder = WorkerProcess(deployment, "builder-ui", 6095, tmp_path, kind="builder").start()
     try:

@@ -97,7 +97,7 @@ def test_labels_become_one_delta_version_per_request_even_after_a_crash_and_a_re
     seed = {_sha(f"seed-{i}"): ["glass", "metal", "paper"][i % 3] for i in range(9)}
     store.create("v1", None, [Change(sha, label, f"images/{sha}.jpg") for sha, label in seed.items()],
                  created_by="test", request_id="seed")
-    store.activate("v1")
+    store.activate("v1", by="test")
 
     relabel = _label("seed-0", "paper")
     log = [
@@ -162,7 +162,7 @@ def test_a_chain_longer_than_the_snapshot_depth_is_cut_by_a_snapshot(fresh_deplo
                                  EventPublisher(fresh_deployment))
     builder = VersionBuilder(db_sessions(fresh_deployment), store, announcer, snapshot_depth=2)
     store.create("v1", None, [Change(_sha("a"), "glass", f"images/{_sha('a')}.jpg")], created_by="t")
-    store.activate("v1")
+    store.activate("v1", by="test")
     for number, name in enumerate(["b", "c", "d"], start=1):
         builder.stage(_label(name, "metal"), LogPosition(0, number))
         builder.build({"request_id": f"depth-{number}", "requested_by": "t", "notes": ""})

@@ -221,3 +221,46 @@ def test_run_polls_until_stopped_and_picks_up_files_dropped_later(
     assert watcher.run(max_files=1) == 1
     uploaded.extend(image_object_key(hashlib.sha256(path.read_bytes()).hexdigest(), "image/jpeg", CAPTURES)
                     for path in (folder / ".done").iterdir())
+
+
+def test_symbolic_links_to_files_and_folders_are_skipped_left_in_place_and_logged_once(
+        folder: Path, sink: CaptureSink, tail: CapturedTail, uploaded: list[str], settings: Settings, camera: str,
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    secret = tmp_path / "secrets.env"
+    secret.write_bytes(_image("PNG"))  # readable by the watcher, and a valid image: only the link rule stops it
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "IMG_0300.jpg").write_bytes(_image("JPEG"))
+    (folder / "IMG_0301.png").symlink_to(secret)
+    (folder / "IMG_0302").symlink_to(outside, target_is_directory=True)
+    (folder / "IMG_0303.jpg").write_bytes(_image("JPEG"))
+    watcher = _watcher(folder, sink, camera, settings)
+
+    with caplog.at_level(logging.WARNING, logger="producers.watch_folder"):
+        first = watcher.scan_once()
+        second = watcher.scan_once()
+    uploaded.extend(_keys(first))
+
+    assert [(r.path.name, r.outcome) for r in first] == [("IMG_0303.jpg", Outcome.CAPTURED)] and second == []
+    assert [e.payload["sha256"] for e in tail.events(camera)] == [first[0].event.payload["sha256"]]
+    assert _visible(folder) == ["IMG_0301.png", "IMG_0302"] and (folder / "IMG_0301.png").is_symlink()
+    assert _visible(folder / ".done") == ["IMG_0303.jpg"] and _visible(folder / ".refused") == []
+    skips = sorted(r.getMessage() for r in caplog.records if "symbolic link" in r.getMessage())
+    assert len(skips) == 2  # one line per link, not one per poll
+    assert skips[0].startswith(f"skipping IMG_0301.png: a symbolic link to {secret}")
+    assert skips[1].startswith(f"skipping IMG_0302: a symbolic link to {outside}")
+
+
+def test_a_file_swapped_for_a_symbolic_link_after_the_scan_is_not_followed(
+        folder: Path, sink: CaptureSink, tail: CapturedTail, settings: Settings, camera: str, tmp_path: Path) -> None:
+    secret = tmp_path / "secrets.env"
+    secret.write_bytes(_image("PNG"))
+    dropped = folder / "IMG_0310.png"
+    dropped.write_bytes(_image("PNG"))
+    watcher = _watcher(folder, sink, camera, settings)
+    ((path, signature),) = watcher._complete_files()
+    dropped.unlink()
+    dropped.symlink_to(secret)
+
+    assert watcher._handle(path, signature) is None
+    assert tail.events(camera) == [] and dropped.is_symlink()

@@ -145,3 +145,40 @@ def test_a_model_of_the_same_name_but_other_content_is_swapped_in(registry: Fake
         return _serving(holder)
 
     assert asyncio.run(scenario()) == (FIRST.version, "c3" * 32)
+
+
+def test_announcements_the_registry_never_shows_are_each_dropped_with_a_warning_and_nothing_changes(
+        registry: FakeRegistry, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    forged = [RegisteredModel("forged", "s3://elsewhere/forged", "f0" * 32),  # an unregistered version
+              RegisteredModel(FIRST.version, FIRST.artefact_uri, "f1" * 32)]  # the serving name, other bytes
+
+    async def scenario() -> tuple[list[float], tuple[str, str] | None]:
+        holder = _holder(Degradation())
+        delays = [await holder.look()]
+        for registered in forged:
+            holder.announced(_promoted(registered))
+        delays.append(await holder.look())  # looked for again soon: the registry may not have committed yet
+        monkeypatch.setattr(model_holder, "ANNOUNCED_WAIT_S", 0.0)  # ... but not for ever
+        delays.append(await holder.look())
+        return delays, _serving(holder)
+
+    with caplog.at_level("WARNING", logger=model_holder.__name__):
+        delays, serving = asyncio.run(scenario())
+    assert delays == [CHECK_S, ANNOUNCED_RECHECK_S, CHECK_S] and serving == (FIRST.version, FIRST.digest)
+    assert [record.getMessage() for record in caplog.records] == [
+        f"ignoring the announcement of model {registered.version} (digest {registered.digest}): the registry's "
+        f"production model is {FIRST.version} (digest {FIRST.digest}), and only the registry says what serves"
+        for registered in forged]
+
+
+def test_an_announcement_superseded_by_a_later_one_the_registry_shows_is_not_awaited(registry: FakeRegistry) -> None:
+    async def scenario() -> list[float]:
+        holder = _holder(Degradation())
+        delays = [await holder.look()]
+        holder.announced(_promoted(RegisteredModel("m-0", "s3://models/m-0", "c3" * 32)))  # promoted, then replaced
+        holder.announced(_promoted(SECOND))
+        registry.production = SECOND
+        delays.append(await holder.look())
+        return delays
+
+    assert asyncio.run(scenario()) == [CHECK_S, CHECK_S]

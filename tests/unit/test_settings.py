@@ -28,6 +28,32 @@ def test_secrets_are_generated_once_and_private(clean_env: Path) -> None:
     assert stat.S_IMODE((clean_env / "secrets.env").stat().st_mode) == 0o600
 
 
+def test_the_shared_secrets_file_holds_no_ui_signing_key(clean_env: Path) -> None:
+    settings = load_settings()
+    assert "UI_SECRET_KEY" not in (clean_env / "secrets.env").read_text()
+    assert not hasattr(settings, "ui_secret_key")
+
+
+def test_an_older_secrets_file_with_a_ui_key_still_loads(clean_env: Path) -> None:
+    clean_env.mkdir(parents=True)
+    (clean_env / "secrets.env").write_text("S3_ACCESS_KEY=a\nS3_SECRET_KEY=b\nPOSTGRES_PASSWORD=c\nUI_SECRET_KEY=old\n")
+    assert (load_settings().s3_secret_key, load_settings().postgres_password) == ("b", "c")
+
+
+def test_session_and_sign_in_settings_have_working_defaults(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = load_settings()
+    assert (defaults.ui_session_idle_s, defaults.ui_session_max_s) == (12 * 3600, 24 * 3600)
+    assert (defaults.ui_signin_max_failures, defaults.ui_signin_max_client_failures) == (10, 50)
+    assert (defaults.ui_signin_window_s, defaults.ui_signin_concurrency, defaults.ui_trusted_proxies) == (900, 2, 0)
+    monkeypatch.setenv("WASTEX_UI_SESSION_MAX_S", "3600")
+    monkeypatch.setenv("WASTEX_UI_SIGNIN_WINDOW_S", "2")
+    custom = load_settings()
+    assert (custom.ui_session_max_s, custom.ui_signin_window_s) == (3600, 2)
+    monkeypatch.setenv("WASTEX_UI_SIGNIN_MAX_FAILURES", "ten")
+    with pytest.raises(ValueError, match="WASTEX_UI_SIGNIN_MAX_FAILURES must be an integer"):
+        load_settings()
+
+
 def test_each_state_directory_gets_its_own_secrets(clean_env: Path, monkeypatch: pytest.MonkeyPatch,
                                                    tmp_path: Path) -> None:
     first = load_settings()
