@@ -6,17 +6,19 @@ from functools import cache
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
 from minio import Minio
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import sessionmaker
 
+from infra.kafka_security import confluent_config
 from infra.settings import Settings
 
 
 def kafka_producer(settings: Settings, **overrides: Any) -> Producer:
     """An idempotent producer: acks from all replicas, no duplicates on retry."""
     config = {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **confluent_config(settings),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
@@ -30,7 +32,7 @@ def kafka_producer(settings: Settings, **overrides: Any) -> Producer:
 
 def kafka_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
     config = {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **confluent_config(settings),
         "group.id": group_id,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
@@ -38,6 +40,10 @@ def kafka_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consu
         **overrides,
     }
     return Consumer(config)
+
+
+def kafka_admin(settings: Settings, **overrides: Any) -> AdminClient:
+    return AdminClient({**confluent_config(settings), **overrides})
 
 
 def minio_client(settings: Settings) -> Minio:

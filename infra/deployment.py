@@ -11,11 +11,10 @@ import uuid
 from contextlib import closing
 
 import psycopg2
-from confluent_kafka.admin import AdminClient
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 
-from infra.clients import minio_client
+from infra.clients import kafka_admin, minio_client
 from infra.db.migrate import upgrade_to_head
 from infra.provision import ensure_buckets, ensure_topics
 from infra.settings import Settings
@@ -65,7 +64,7 @@ def _remove_bucket(client: Minio, bucket: str) -> None:
 
 
 def drop_deployment(isolated: Settings) -> None:
-    admin = AdminClient({"bootstrap.servers": isolated.kafka_bootstrap})
+    admin = kafka_admin(isolated)
     names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(isolated.topic_prefix)]
     if names:
         for future in admin.delete_topics(names).values():

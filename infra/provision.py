@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
-from infra.clients import minio_client
+from infra.clients import kafka_admin, minio_client
 from infra.db.migrate import upgrade_to_head
 from infra.settings import Settings
 from schemas.topics import ALL_TOPICS
@@ -13,7 +13,7 @@ from schemas.topics import ALL_TOPICS
 
 def ensure_topics(settings: Settings) -> list[str]:
     """Create missing topics with their partitions and retention; returns the names created."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = kafka_admin(settings)
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [
         NewTopic(spec.full_name(settings.topic_prefix),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -62,6 +62,37 @@ def _load_or_create_secrets(state_dir: Path) -> dict[str, str]:
     return values
 
 
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+def _kafka_security() -> dict[str, str]:
+    """The Kafka authentication settings, refused when they cannot work together."""
+    protocol = _env("WASTEX_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper()
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        raise ValueError(f"WASTEX_KAFKA_SECURITY_PROTOCOL must be one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}, "
+                         f"got {protocol!r}")
+    mechanism = _env("WASTEX_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512").upper()
+    if mechanism not in KAFKA_SASL_MECHANISMS:
+        raise ValueError(f"WASTEX_KAFKA_SASL_MECHANISM must be one of {', '.join(KAFKA_SASL_MECHANISMS)}, "
+                         f"got {mechanism!r}")
+    username = _env("WASTEX_KAFKA_SASL_USERNAME", "")
+    password = os.environ.get("WASTEX_KAFKA_SASL_PASSWORD", "")  # not stripped: spaces may belong to it
+    cafile = _env("WASTEX_KAFKA_SSL_CAFILE", "")
+    if protocol.startswith("SASL_") and not (username and password):
+        raise ValueError(f"WASTEX_KAFKA_SECURITY_PROTOCOL={protocol} needs WASTEX_KAFKA_SASL_USERNAME and "
+                         "WASTEX_KAFKA_SASL_PASSWORD: set both (the broker's SCRAM user), or use PLAINTEXT")
+    if cafile and protocol != "SASL_SSL":
+        raise ValueError(f"WASTEX_KAFKA_SSL_CAFILE is set but WASTEX_KAFKA_SECURITY_PROTOCOL is {protocol}: "
+                         "TLS is used only with SASL_SSL; set that protocol or unset the CA file")
+    if cafile and not Path(cafile).expanduser().is_file():
+        raise ValueError(f"WASTEX_KAFKA_SSL_CAFILE={cafile} is not a readable file: point it at the PEM file "
+                         "of the certificate authority that signed the broker's certificate")
+    return {"kafka_security_protocol": protocol, "kafka_sasl_mechanism": mechanism,
+            "kafka_sasl_username": username, "kafka_sasl_password": password,
+            "kafka_ssl_cafile": str(Path(cafile).expanduser()) if cafile else ""}
+
+
 @dataclass(frozen=True)
 class Settings:
     state_dir: Path
@@ -73,6 +104,12 @@ class Settings:
     kafka_port: int
     kafka_controller_port: int
     kafka_heap: str
+    # How every Kafka client authenticates (infra/kafka_security.py turns these into each library's arguments).
+    kafka_security_protocol: str  # PLAINTEXT | SASL_PLAINTEXT | SASL_SSL
+    kafka_sasl_mechanism: str
+    kafka_sasl_username: str
+    kafka_sasl_password: str = field(repr=False)
+    kafka_ssl_cafile: str  # "": the system's certificate authorities
 
     minio_host: str
     minio_port: int
@@ -184,6 +221,7 @@ def load_settings() -> Settings:
         kafka_port=_env_int("WASTEX_KAFKA_PORT", 9092),
         kafka_controller_port=_env_int("WASTEX_KAFKA_CONTROLLER_PORT", 9093),
         kafka_heap=_env("WASTEX_KAFKA_HEAP", "512m"),
+        **_kafka_security(),
         minio_host=_env("WASTEX_MINIO_HOST", "127.0.0.1"),
         minio_port=_env_int("WASTEX_MINIO_PORT", 9000),
         minio_console_port=_env_int("WASTEX_MINIO_CONSOLE_PORT", 9001),

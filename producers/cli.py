@@ -77,26 +77,17 @@ def serve(host: str | None, port: int | None) -> None:
     An optional captured_at (RFC 3339) more than WASTEX_CLOCK_SKEW_S in the future is refused.
     """
     import logging
-    import signal
 
+    from infra.web_server import serve_until_stopped
     from producers.http_ingest import create_ingest_app, create_ingest_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
     host, port = host or settings.ingest_host, port or settings.ingest_port
-    try:
-        server = create_ingest_server(settings, create_ingest_app(settings), host, port)
-    except OSError as error:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    server = create_ingest_server(settings, create_ingest_app(settings), host, port)
     console.print(f"HTTP ingest on [bold]http://{host}:{port}/images[/] ({settings.ingest_threads} threads, "
                   f"{settings.ingest_max_decodes} images checked at once)")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop like Ctrl-C
-    try:
-        server.run()
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        server.close()
+    serve_until_stopped(server)
 
 
 @ingest.group()

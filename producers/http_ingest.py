@@ -18,13 +18,12 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from flask import Flask, Response, jsonify, request
-from waitress import create_server
-from waitress.server import BaseWSGIServer, MultiSocketServer
 from werkzeug.exceptions import HTTPException
 
 from infra.clients import db_sessions
 from infra.retry import is_transient
 from infra.settings import Settings
+from infra.web_server import WebServer, listening
 from producers.camera_tokens import CameraIdentity, CameraTokens, TokenRejected
 from producers.capture import CapturedImage, CaptureSink
 from producers.upload_checks import (
@@ -209,10 +208,9 @@ def create_ingest_app(settings: Settings, sink: CaptureSink | None = None,
     return app
 
 
-def create_ingest_server(settings: Settings, app: Flask, host: str, port: int
-                         ) -> BaseWSGIServer | MultiSocketServer:
+def create_ingest_server(settings: Settings, app: Flask, host: str, port: int) -> WebServer:
     """The app on waitress with bounded threads, connections (more wait in the backlog) and request bodies."""
-    return create_server(app, host=host, port=port, threads=settings.ingest_threads,
+    return listening(app, host, port, threads=settings.ingest_threads,
                          connection_limit=settings.ingest_connection_limit, backlog=settings.ingest_backlog,
                          max_request_body_size=app.config["MAX_CONTENT_LENGTH"], channel_timeout=IDLE_TIMEOUT_S,
                          cleanup_interval=IDLE_CHECK_S, ident="wastex-ingest")

@@ -40,8 +40,7 @@ def ui() -> None:
               help="Also project ImageFlaggedOOD events into the queue (or run `wastex ui project` apart).")
 def serve(host: str | None, port: int | None, threads: int, projection: bool) -> None:
     """Serve the review UI (and drain the label outbox, follow the count topics)."""
-    from waitress import create_server
-
+    from infra.web_server import listening, serve_until_stopped
     from review_ui.app import create_app
     from review_ui.services import UiServices
 
@@ -49,20 +48,12 @@ def serve(host: str | None, port: int | None, threads: int, projection: bool) ->
     settings = load_settings()
     host, port = host or settings.ui_host, port or settings.ui_port
     services = UiServices.create(settings, projection=projection)
-    try:
-        server = create_server(create_app(services), host=host, port=port, threads=threads, ident="wastex-ui")
-    except OSError as error:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    server = listening(create_app(services), host, port, threads=threads, ident="wastex-ui")
     services.start()
     console.print(f"review UI on [bold]http://{host}:{port}/[/] (projection {'on' if projection else 'off'})")
-    # SIGTERM stops like Ctrl-C: the background loops finish their step and close their consumers.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        server.run()
-    except (KeyboardInterrupt, SystemExit):
-        pass
+    try:  # SIGTERM stops like Ctrl-C: the background loops finish their step and close their consumers
+        serve_until_stopped(server)
     finally:
-        server.close()
         services.stop()
 
 

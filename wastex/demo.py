@@ -2,12 +2,14 @@
 
 Brings the infrastructure up, registers the seed dataset version (the given folder, else a generated one),
 starts the trainer (which trains the first model from that version and promotes it), the version builder,
-scoring workers, the review UI and a camera simulator; prints the UI address and an operator login, and
+scoring workers, the review UI, the HTTP ingest and a camera simulator; prints the UI address, an operator
+login and a camera token for the ingest, and
 runs until interrupted, then stops every process it started and the infrastructure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -26,6 +28,7 @@ console = Console()
 WASTEX = str(Path(sys.executable).with_name("wastex"))
 OPERATOR = "demo"
 SEED_VERSION = "v1"
+PHONE_CAMERA, PHONE_SITE = "phone-1", "demo-site"  # the camera whose token the demo prints, for curl uploads
 SEED_IMAGES_PER_CLASS = 40
 CAMERA_IMAGES_PER_CLASS = 60
 
@@ -91,6 +94,17 @@ def _operator_password() -> str:
     return password
 
 
+def _camera_token(settings: Settings) -> str:
+    """A fresh ingest token for the demo's phone camera; the previous demo's token is revoked (it was printed)."""
+    from infra.clients import db_sessions
+    from producers.camera_tokens import CameraTokenError, issue_token, revoke_tokens
+
+    with db_sessions(settings)() as session, session.begin():
+        with contextlib.suppress(CameraTokenError):  # the first demo on this state directory: nothing to revoke
+            revoke_tokens(session, camera_id=PHONE_CAMERA)
+        return issue_token(session, PHONE_CAMERA, PHONE_SITE, OPERATOR).token
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -130,6 +144,7 @@ def demo(dataset: Path | None, workers: int, rate: float, training_minutes: floa
     seed_folder, camera_folder = _datasets(settings, dataset)
     _register_seed(settings, seed_folder)
     password = _operator_password()
+    camera_token = _camera_token(settings)
     log_dir = settings.state_dir / "demo" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     training = {"WASTEX_TRAINER_MINUTES": str(training_minutes)}
@@ -143,6 +158,7 @@ def demo(dataset: Path | None, workers: int, rate: float, training_minutes: floa
         children += [Child(f"scoring-{i}", ["worker", "scoring", "--name", f"scoring-{i}", "--web-port", str(port)],
                            log_dir) for i, port in enumerate(ports, start=1)]
         children.append(Child("ui", ["ui", "serve"], log_dir))
+        children.append(Child("ingest", ["ingest", "serve"], log_dir))
         children.append(Child("cameras", ["produce", "--source", str(camera_folder), "--cameras", "3",
                                           "--rate", str(rate), "--count", "1000000"], log_dir))
         console.rule("WasteX Stream demo")
@@ -152,6 +168,9 @@ def demo(dataset: Path | None, workers: int, rate: float, training_minutes: floa
                       f"{training_minutes:g} min); the workers start scoring once it is promoted. Label the "
                       "images in the queue, create a version on the Versions page, and the trainer retrains, "
                       "promotes and every worker serves the new model.")
+        console.print(f"Post your own photos as camera {PHONE_CAMERA}: [bold]curl -H 'Authorization: Bearer "
+                      f"{camera_token}' -F image=@photo.jpg http://{settings.ingest_host}:{settings.ingest_port}"
+                      "/images[/]")
         console.print(f"Logs: {log_dir}   Ctrl-C stops everything.")
         _watch(settings, children)
     except KeyboardInterrupt:

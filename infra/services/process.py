@@ -165,11 +165,14 @@ def group_rss_bytes(pgid: int) -> int:
 
 
 def run_logged(command: Sequence[str], log_file: Path, env: Mapping[str, str] | None = None,
-               cwd: Path | None = None, user: str | None = None, timeout: float | None = None) -> int:
-    """Run a one-off command to completion with its output appended to log_file; return its exit code."""
+               cwd: Path | None = None, user: str | None = None, timeout: float | None = None,
+               secrets: Sequence[str] = ()) -> int:
+    """Run a one-off command to completion with its output appended to log_file; return its exit code.
+    Arguments holding one of `secrets` are logged as `***`."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    shown = " ".join("***" if any(secret in arg for secret in secrets) else arg for arg in command)
     with log_file.open("ab") as log:
-        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} running {' '.join(command)}\n".encode())
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} running {shown}\n".encode())
         log.flush()
         completed = subprocess.run(
             list(command), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -27,6 +27,7 @@ import faust
 
 from infra.clients import db_sessions, minio_client
 from infra.db.dataset_versions import VersionStore
+from infra.kafka_security import faust_broker
 from infra.publisher import EventPublisher
 from infra.retry import Backoff, Degradation, is_transient, retry_transient_async
 from infra.settings import Settings
@@ -51,7 +52,7 @@ def create_app(settings: Settings, worker_name: str = "builder-1", web_port: int
     datadir.mkdir(parents=True, exist_ok=True)
     app = StreamApp(
         f"{settings.topic_prefix}builder",
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        **faust_broker(settings),
         store="memory://",
         datadir=str(datadir),
         web_host="127.0.0.1",

@@ -29,6 +29,7 @@ from faust.types import TP
 
 from infra.clients import minio_client
 from infra.image_retention import ImageRetention
+from infra.kafka_security import faust_broker
 from infra.retry import Backoff, Degradation, is_transient, retry_transient_async
 from infra.settings import Settings
 from schemas.codec import InvalidEvent, decode_event, encode, new_event
@@ -73,7 +74,7 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
     datadir.mkdir(parents=True, exist_ok=True)
     app = StreamApp(
         f"{settings.topic_prefix}scoring",  # the prefix keeps deployments' groups and changelogs apart
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        **faust_broker(settings),
         store="memory://",
         datadir=str(datadir),
         web_host="127.0.0.1",

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from infra.kafka_security import aiokafka_kwargs
 from infra.settings import Settings
 from schemas.codec import InvalidEvent, decode_event
 from schemas.events import Event, EventType
@@ -24,7 +25,7 @@ class PromotionFeed:
 
     def __init__(self, settings: Settings) -> None:
         self._partition = TopicPartition(MODELS_PROMOTED.full_name(settings.topic_prefix), 0)
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+        self._consumer = AIOKafkaConsumer(**aiokafka_kwargs(settings), group_id=None,
                                           enable_auto_commit=False, isolation_level="read_committed")
 
     async def start(self) -> None:

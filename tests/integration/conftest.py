@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 from minio import Minio
 
-from infra.clients import minio_client
+from infra.clients import kafka_admin, minio_client
 from infra.services import all_services
 from infra.settings import Settings
 
@@ -24,7 +24,7 @@ def running_services(settings: Settings) -> None:
 @pytest.fixture()
 def new_topic(settings: Settings) -> Iterator[Callable[..., str]]:
     """Creates uniquely named topics for one test and deletes them afterwards."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = kafka_admin(settings)
     created: list[str] = []
 
     def create(partitions: int = 1) -> str:

@@ -10,12 +10,15 @@ import os
 
 import faust
 
+from infra.kafka_security import faust_credentials
+from infra.settings import load_settings
 from stream_apps.stream_app import StreamApp
 
 app_class = StreamApp if os.environ.get("RELAY_STREAM_APP") == "1" else faust.App
 app = app_class(
     os.environ["RELAY_APP_ID"],
     broker=f"kafka://{os.environ['RELAY_BOOTSTRAP']}",
+    broker_credentials=faust_credentials(load_settings()),
     datadir=os.environ["RELAY_DATADIR"],
     store="memory://",
     web_enabled=False,

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import TopicPartition
-from confluent_kafka.admin import AdminClient
 
-from infra.clients import kafka_consumer, kafka_producer, minio_client
+from infra.clients import kafka_admin, kafka_consumer, kafka_producer, minio_client
 from infra.db.registry import promote
 from infra.deployment import create_deployment, drop_deployment, environment
 from infra.provision import ensure_topics
@@ -173,7 +172,7 @@ def test_a_replay_the_broker_does_not_acknowledge_is_not_recorded_and_can_be_rep
     publisher = EventPublisher(deployment)
     publisher.publish(letter)
     publisher.flush()
-    admin = AdminClient({"bootstrap.servers": deployment.kafka_bootstrap})
+    admin = kafka_admin(deployment)
     admin.delete_topics([topic])[topic].result()
 
     failed = _deadletters(deployment, "replay", "--reason", "processing_error", exit_code=1)

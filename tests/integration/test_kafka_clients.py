@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from infra.clients import kafka_consumer, kafka_producer
+from infra.kafka_security import aiokafka_kwargs, confluent_config
 from infra.settings import Settings
 
 
@@ -42,7 +43,7 @@ def test_confluent_produce_and_consume(settings: Settings, new_topic) -> None:
 
 def test_confluent_transaction_commit_and_abort(settings: Settings, new_topic) -> None:
     topic = new_topic()
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
+    producer = Producer({**confluent_config(settings),
                          "transactional.id": f"tx-{uuid.uuid4().hex}"})
     producer.init_transactions(30)
     producer.begin_transaction()
@@ -66,14 +67,14 @@ def test_confluent_transaction_commit_and_abort(settings: Settings, new_topic) -
         raw_reader.close()
 
 
-async def _aiokafka_round_trip(bootstrap: str, topic: str) -> tuple[list[bytes], list[bytes]]:
-    plain = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+async def _aiokafka_round_trip(settings: Settings, topic: str) -> tuple[list[bytes], list[bytes]]:
+    plain = AIOKafkaProducer(**aiokafka_kwargs(settings), enable_idempotence=True)
     await plain.start()
     try:
         await plain.send_and_wait(topic, b"plain")
     finally:
         await plain.stop()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"tx-{uuid.uuid4().hex}")
+    producer = AIOKafkaProducer(**aiokafka_kwargs(settings), transactional_id=f"tx-{uuid.uuid4().hex}")
     await producer.start()
     try:
         async with producer.transaction():
@@ -85,7 +86,7 @@ async def _aiokafka_round_trip(bootstrap: str, topic: str) -> tuple[list[bytes],
         await producer.stop()
 
     async def read(isolation: str, wanted: int) -> list[bytes]:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"t-{uuid.uuid4().hex}",
+        consumer = AIOKafkaConsumer(topic, **aiokafka_kwargs(settings), group_id=f"t-{uuid.uuid4().hex}",
                                     auto_offset_reset="earliest", isolation_level=isolation)
         await consumer.start()
         values: list[bytes] = []
@@ -104,6 +105,6 @@ async def _aiokafka_round_trip(bootstrap: str, topic: str) -> tuple[list[bytes],
 
 def test_aiokafka_produce_consume_and_transactions(settings: Settings, new_topic) -> None:
     topic = new_topic()
-    committed, uncommitted = asyncio.run(_aiokafka_round_trip(settings.kafka_bootstrap, topic))
+    committed, uncommitted = asyncio.run(_aiokafka_round_trip(settings, topic))
     assert committed == [b"plain", b"in-committed-tx"]
     assert uncommitted == [b"plain", b"in-committed-tx", b"in-aborted-tx"]

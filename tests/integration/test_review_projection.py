@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from infra.clients import db_sessions
 from infra.db.models import ReviewItem
+from infra.kafka_security import confluent_config
 from infra.settings import Settings
 from infra.topic_reader import TopicReader
 from review_ui.projection import OodProjector, group_id
@@ -19,7 +20,7 @@ from tests.review_ui_support import FlaggedImages, wait_until
 
 
 def _committed(deployment: Settings, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": deployment.kafka_bootstrap, "group.id": group_id(deployment)})
+    consumer = Consumer({**confluent_config(deployment), "group.id": group_id(deployment)})
     try:
         (position,) = consumer.committed([TopicPartition(topic, 0)], timeout=10)
         return position.offset
@@ -37,7 +38,7 @@ def test_a_flagged_event_with_a_nul_byte_is_dead_lettered_alone_and_the_next_eve
         # The schema takes a NUL inside a class name; PostgreSQL refuses NUL in text. Raw bytes: no codec check.
         poison["payload"]["predicted_class"] = "gla\u0000ss"
         after = [flagged.event(7103 + index) for index in range(3)]
-        producer = Producer({"bootstrap.servers": fresh_deployment.kafka_bootstrap})
+        producer = Producer(confluent_config(fresh_deployment))
         for value in [encode(before), json.dumps(poison).encode(), *(encode(event) for event in after)]:
             producer.produce(topic, key=b"cam-1", value=value, partition=0)  # one partition: one batch, in order
         assert producer.flush(10) == 0

@@ -24,6 +24,7 @@ from infra.db.dataset_versions import VersionStore
 from infra.db.models import TrainingRun
 from infra.db.registry import production_model
 from infra.deployment import environment
+from infra.kafka_security import confluent_config
 from infra.publisher import EventPublisher
 from infra.settings import Settings
 from infra.topic_reader import TopicReader
@@ -104,7 +105,7 @@ def _register(deployment: Settings, folder: Path, name: str) -> Event:
 
 def _committed(deployment: Settings) -> int:
     """The trainer group's committed offset on dataset.versions (one partition)."""
-    consumer = Consumer({"bootstrap.servers": deployment.kafka_bootstrap,
+    consumer = Consumer({**confluent_config(deployment),
                          "group.id": f"{deployment.topic_prefix}trainer"})
     try:
         (position,) = consumer.committed([TopicPartition(DATASET_VERSIONS.full_name(deployment.topic_prefix), 0)],
@@ -135,7 +136,7 @@ def first_run(deployment: Settings, tmp_path_factory: pytest.TempPathFactory) ->
     """Two bad records, then v1 (glass, metal) for a trainer with no production model; then v1 again."""
     work = tmp_path_factory.mktemp("trainer")
     topic = DATASET_VERSIONS.full_name(deployment.topic_prefix)
-    producer = Producer({"bootstrap.servers": deployment.kafka_bootstrap})
+    producer = Producer(confluent_config(deployment))
     producer.produce(topic, key=b"junk", value=b"{not json")
     wrong = new_event(EventType.CREATE_VERSION_REQUESTED, {"request_id": "r-1", "requested_by": "alice",
                                                            "notes": "", "trigger": "manual"}, "test")

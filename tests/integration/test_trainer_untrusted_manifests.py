@@ -18,6 +18,7 @@ from PIL import Image
 from infra.clients import db_sessions, minio_client
 from infra.deployment import environment
 from infra.images import store_image
+from infra.kafka_security import confluent_config
 from infra.publisher import EventPublisher
 from infra.settings import Settings
 from schemas.codec import new_event
@@ -53,7 +54,7 @@ def _version_event(name: str, manifest: dict[str, str]) -> Event:
 
 
 def _committed(isolated: Settings) -> int:
-    consumer = Consumer({"bootstrap.servers": isolated.kafka_bootstrap, "group.id": f"{isolated.topic_prefix}trainer"})
+    consumer = Consumer({**confluent_config(isolated), "group.id": f"{isolated.topic_prefix}trainer"})
     try:
         (position,) = consumer.committed([TopicPartition(DATASET_VERSIONS.full_name(isolated.topic_prefix), 0)],
                                          timeout=10)

@@ -7,9 +7,7 @@ import time
 import uuid
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient
-
-from infra.clients import db_sessions, minio_client
+from infra.clients import db_sessions, kafka_admin, minio_client
 from infra.db.dataset_versions import Change, VersionStore
 from infra.publisher import EventPublisher
 from infra.settings import Settings
@@ -137,7 +135,7 @@ def test_labels_become_one_delta_version_per_request_even_after_a_crash_and_a_re
         {"request_id": "r-3", "requested_by": "alice", "notes": ""})
     assert store.get(interrupted.name).announced_at is None
     # ... and its successor replays the whole label log and every request from the start.
-    admin = AdminClient({"bootstrap.servers": fresh_deployment.kafka_bootstrap})
+    admin = kafka_admin(fresh_deployment)
     for future in admin.delete_consumer_groups([f"{fresh_deployment.topic_prefix}builder"]).values():
         future.result()
     restarted = WorkerProcess(fresh_deployment, "builder-b", PORT + 1, tmp_path, kind="builder").start()
