@@ -89,7 +89,9 @@ def set_role(session: Session, username: str, role: str, *, by: str) -> Operator
     """Change the role; open sessions see it at their next request (the role is read per request)."""
     operator = _existing(session, username)
     before = operator.role
-    operator.role = check_role(role)
+    if check_role(role) == before:  # nothing changes, so nothing is recorded
+        return operator
+    operator.role = role
     audit.record(session, by, "role_changed", operator.username, {"from": before, "to": role})
     return operator
 

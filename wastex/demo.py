@@ -84,13 +84,19 @@ def _register_seed(settings: Settings, folder: Path) -> None:
           "--notes", f"seed of the demo, from {folder}"])
 
 
-def _operator_password() -> str:
+def _operator_password(settings: Settings) -> str:
+    """A new password for the demo's admin account, created on the first demo of this state directory."""
+    from infra.clients import db_sessions
+    from review_ui.operators import find_operator
+
     password = secrets.token_urlsafe(9)
-    try:
-        _run(["ui", "create-operator", OPERATOR, "--role", "admin", "--password-stdin"], stdin=password + "\n")
-    except subprocess.CalledProcessError:  # the account exists from an earlier demo: give it a new password
+    with db_sessions(settings)() as session:
+        exists = find_operator(session, OPERATOR) is not None
+    if exists:
         _run(["ui", "create-operator", OPERATOR, "--password-stdin", "--reset"], stdin=password + "\n")
         _run(["ui", "set-role", OPERATOR, "admin"])  # the demo promotes and activates
+    else:
+        _run(["ui", "create-operator", OPERATOR, "--role", "admin", "--password-stdin"], stdin=password + "\n")
     return password
 
 
@@ -143,7 +149,7 @@ def demo(dataset: Path | None, workers: int, rate: float, training_minutes: floa
     start_all()
     seed_folder, camera_folder = _datasets(settings, dataset)
     _register_seed(settings, seed_folder)
-    password = _operator_password()
+    password = _operator_password(settings)
     camera_token = _camera_token(settings)
     log_dir = settings.state_dir / "demo" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
