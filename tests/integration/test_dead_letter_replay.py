@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import subprocess
 import time
 import uuid
@@ -20,6 +19,7 @@ from infra.db.registry import promote
 from infra.deployment import create_deployment, drop_deployment, environment
 from infra.provision import ensure_topics
 from infra.publisher import EventPublisher
+from infra.services.process import free_port
 from infra.settings import Settings
 from infra.topic_reader import TopicReader
 from producers.capture import CapturedImage, CaptureSink
@@ -39,12 +39,6 @@ def deployment(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
     promote(isolated, version, promoted_by="test", source="test")
     yield isolated
     drop_deployment(isolated)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _deadletters(isolated: Settings, *args: str, exit_code: int = 0) -> str:
@@ -104,7 +98,7 @@ def _poll_until(reader: TopicReader, done, timeout_s: float = 120) -> None:
 
 def test_a_replayed_dead_letter_is_scored_once_however_often_it_is_replayed(deployment: Settings,
                                                                             tmp_path: Path) -> None:
-    worker = WorkerProcess(deployment, "replay", _free_port(), tmp_path).start()
+    worker = WorkerProcess(deployment, "replay", free_port(), tmp_path).start()
     reader = TopicReader(deployment, *OUTPUT_TOPICS)
     storage = minio_client(deployment)
     try:

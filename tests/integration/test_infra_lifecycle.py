@@ -13,21 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from infra.services.process import is_alive, port_is_open
+from infra.services.process import free_ports, is_alive, port_is_open
 
 WASTEX = str(Path(sys.executable).with_name("wastex"))
 PORT_SETTINGS = ("WASTEX_KAFKA_PORT", "WASTEX_KAFKA_CONTROLLER_PORT", "WASTEX_MINIO_PORT",
                  "WASTEX_MINIO_CONSOLE_PORT", "WASTEX_POSTGRES_PORT")
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 @pytest.fixture()
@@ -36,7 +26,7 @@ def isolated_env() -> Iterator[dict[str, str]]:
     home = Path(tempfile.mkdtemp(prefix="wastex-home-"))
     home.chmod(0o755)
     env = {**os.environ, "WASTEX_HOME": str(home), "WASTEX_TOPIC_PREFIX": "isolated.",
-           **{name: str(port) for name, port in zip(PORT_SETTINGS, _free_ports(len(PORT_SETTINGS)), strict=True)}}
+           **{name: str(port) for name, port in zip(PORT_SETTINGS, free_ports(len(PORT_SETTINGS)), strict=True)}}
     yield env
     subprocess.run([WASTEX, "infra", "down"], env=env, capture_output=True, check=False)
     shutil.rmtree(home, ignore_errors=True)

@@ -6,7 +6,6 @@ stays under the stated bound."""
 from __future__ import annotations
 
 import io
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from PIL import Image, ImageDraw
 
 from infra.clients import db_sessions
 from infra.deployment import environment
+from infra.services.process import free_port
 from infra.settings import Settings
 from producers.camera_tokens import issue_token
 from tests.review_ui_support import wait_until
@@ -42,12 +42,6 @@ def _bomb_png() -> bytes:
     return buffer.getvalue()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _peak_rss_mib(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     (line,) = [line for line in status.splitlines() if line.startswith("VmHWM:")]
@@ -57,7 +51,7 @@ def _peak_rss_mib(pid: int) -> float:
 @pytest.fixture(scope="module")
 def ingest(deployment: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """The URL and process id of `wastex ingest serve` on the deployment, on a free port of its own."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("ingest") / "ingest.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen([WASTEX, "ingest", "serve", "--port", str(port)], env=environment(deployment),

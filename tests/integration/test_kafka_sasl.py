@@ -9,7 +9,6 @@ import logging
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -37,26 +36,17 @@ from infra.clients import kafka_admin, kafka_producer
 from infra.kafka_security import aiokafka_kwargs
 from infra.services.base import ServiceError
 from infra.services.kafka import KafkaService
+from infra.services.process import free_ports
 from infra.settings import Settings
 
 ROOT = Path(__file__).parents[2]
 WAIT_S = 90.0  # bounds every wait below: a client that hangs fails the test instead of stalling it
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.fixture(scope="module")
 def sasl_broker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A private SASL broker (its own state directory and ports); the settings of its super user."""
-    broker_port, controller_port = _free_ports(2)
+    broker_port, controller_port = free_ports(2)
     with pytest.MonkeyPatch.context() as env:
         env.delenv("WASTEX_KAFKA_BOOTSTRAP", raising=False)  # the bootstrap follows the private port
         sasl = dataclasses.replace(
