@@ -86,7 +86,11 @@ def test_labels_of_a_new_class_become_a_model_that_every_worker_serves(
         sink.flush()
         ids = {event.event_id for event in sent}
         wait_until(lambda: reader.poll(1.0) or ids <= _routed(reader).keys(), 120, "every image routed")
-        reader.poll(4.0)  # the counts follow the classified events
+        papers_routed = sum(_routed(reader)[event_id][1].payload.get("predicted_class") == NEW_CLASS
+                            for event_id in ids)
+        # the counts follow the classified events through the aggregating agent, some seconds later
+        wait_until(lambda: reader.poll(1.0) or _class_counts(reader).get(NEW_CLASS) == papers_routed, 60,
+                   "the counts catching up with the classified events")
 
         rolled_back = rollback(isolated, None, promoted_by="test", source="test")
         wait_until(lambda: _serving(workers, first), 60, "every worker serving the first model again")
@@ -109,9 +113,7 @@ def test_labels_of_a_new_class_become_a_model_that_every_worker_serves(
     assert {version for _, version, _ in scored} == {second}
     papers = scored[("images.classified", second, NEW_CLASS)]
     assert papers >= SHOWN // 2, scored
-    counts = {event.payload["key"]: event.payload["count"] for event in reader.events["counts.totals"]
-              if event.payload["scope"] == "class"}
-    assert counts[NEW_CLASS] == papers
+    assert _class_counts(reader)[NEW_CLASS] == papers
 
     operator_view = SignedIn(create_app(UiServices.create(isolated, projection=False)), operator)
     run_page = operator_view.get(f"/runs/{runs['v2'].run_id}")
@@ -119,6 +121,11 @@ def test_labels_of_a_new_class_become_a_model_that_every_worker_serves(
     assert f'<td class="class-name">{NEW_CLASS}</td>' in run_page.text  # with its change against production
     assert operator_view.get(f"/runs/{runs['v2'].run_id}/confusion-matrix.png").mimetype == "image/png"
     assert f'data-model="{first}" class="serving"' in operator_view.get("/models").text
+
+
+def _class_counts(reader: TopicReader) -> dict[str, int]:
+    return {event.payload["key"]: event.payload["count"] for event in reader.events["counts.totals"]
+            if event.payload["scope"] == "class"}
 
 
 def _routed(reader: TopicReader) -> dict[str, tuple[str, object]]:
