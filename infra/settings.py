@@ -37,6 +37,13 @@ def _env_float(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _env_rate(name: str, default: float) -> float:
+    value = _env_float(name, default)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a fraction between 0 and 1, got {value}")
+    return value
+
+
 def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = _env(name, default).lower()
     if value not in choices:
@@ -146,6 +153,8 @@ class Settings:
     scoring_batch_wait_ms: int
     scoring_web_port: int
     keep_sample_rate: float
+    audit_rate: float  # share of in-distribution images (by content hash) kept and queued for an audit answer
+    review_rate: float  # share of in-distribution images the trainer calibrates the OOD thresholds to flag
     delete_delay_s: float
     builder_web_port: int
     # The HTTP ingest (producers/http_ingest.py): its server and how much work it takes on at once.
@@ -256,6 +265,8 @@ def load_settings() -> Settings:
         scoring_web_port=_env_int("WASTEX_SCORING_WEB_PORT", 6066),
         keep_sample_rate=float(_env("WASTEX_KEEP_SAMPLE_RATE", "0")),
         delete_delay_s=float(_env("WASTEX_DELETE_DELAY_S", "120")),
+        audit_rate=_env_rate("WASTEX_AUDIT_RATE", 0.02),
+        review_rate=_env_rate("WASTEX_REVIEW_RATE", 0.05),
         builder_web_port=_env_int("WASTEX_BUILDER_WEB_PORT", 6067),
         ingest_host=_env("WASTEX_INGEST_HOST", "127.0.0.1"),
         ingest_port=_env_int("WASTEX_INGEST_PORT", 8081),

@@ -1,7 +1,8 @@
 """Dataset manifests: which images a dataset version holds, with their class and split.
 
 A manifest is JSON Lines, one object per image:
-``{"image": "...", "sha256": "<64 hex>", "class": "glass", "split": "train"}``.
+``{"image": "...", "sha256": "<64 hex>", "class": "glass", "split": "train"}``, with an optional ``"site"``: the
+site whose camera captured the image (absent for seed and imported images), which the trainer balances by.
 ``image`` is a local path (absolute, or relative to the manifest file) or ``s3://bucket/key``; ``sha256``
 is the digest of the image bytes. The training job reads manifests and the version builder writes them,
 so both take the row format and the split rule from here.
@@ -54,6 +55,7 @@ class ManifestRow:
     sha256: str
     class_name: str  # "class" in the file
     split: str
+    site: str | None = None  # where the image was captured; None: a seed or imported image
 
     def __post_init__(self) -> None:
         if not self.image:
@@ -78,10 +80,14 @@ class ManifestRow:
         split = document.get("split")
         if split is None and _DIGEST.fullmatch(sha256):
             split = split_for_digest(sha256)
-        return cls(document["image"], sha256, document["class"], split)
+        site = document.get("site")
+        if site is not None and (not isinstance(site, str) or not site.strip()):
+            raise ManifestError(f"{document['image']}: site must be a non-empty string when given, got {site!r}")
+        return cls(document["image"], sha256, document["class"], split, site)
 
     def to_json(self) -> dict[str, str]:
-        return {"image": self.image, "sha256": self.sha256, "class": self.class_name, "split": self.split}
+        row = {"image": self.image, "sha256": self.sha256, "class": self.class_name, "split": self.split}
+        return row if self.site is None else {**row, "site": self.site}
 
 
 def read_manifest(path: Path) -> list[ManifestRow]:

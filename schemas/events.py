@@ -31,6 +31,8 @@ class EventType(StrEnum):
     TRAINING_RUN_FAILED = "TrainingRunFailed"
     MODEL_PROMOTED = "ModelPromoted"
     DEAD_LETTER = "DeadLetter"
+    CAMERA_DRIFT_DETECTED = "CameraDriftDetected"
+    AUDITED_ACCURACY_UPDATED = "AuditedAccuracyUpdated"
 
 
 class DeadLetterReason(StrEnum):
@@ -113,6 +115,8 @@ EVENT_TOPICS: dict[EventType, tuple[TopicSpec, ...]] = {
     EventType.TRAINING_RUN_FAILED: (topics.TRAINING_RUNS,),
     EventType.MODEL_PROMOTED: (topics.MODELS_PROMOTED,),
     EventType.DEAD_LETTER: (topics.DEAD_LETTERS,),
+    EventType.CAMERA_DRIFT_DETECTED: (topics.CAMERAS_DRIFT,),
+    EventType.AUDITED_ACCURACY_UPDATED: (topics.COUNTS_ACCURACY,),
 }
 
 
@@ -145,6 +149,8 @@ _KEYS: dict[EventType, Callable[[Mapping[str, Any]], str]] = {
     EventType.TRAINING_RUN_FAILED: lambda p: p["run_id"],
     EventType.MODEL_PROMOTED: lambda p: "production",
     EventType.DEAD_LETTER: _dead_letter_key,
+    EventType.CAMERA_DRIFT_DETECTED: lambda p: p["camera_id"],
+    EventType.AUDITED_ACCURACY_UPDATED: lambda p: f"{p['scope']}:{p['key']}",
 }
 
 

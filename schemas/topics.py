@@ -52,6 +52,10 @@ DATASET_VERSIONS = TopicSpec("dataset.versions", key="version name", partitions=
                              config={"cleanup.policy": "delete", "retention.ms": FOREVER})
 TRAINING_RUNS = TopicSpec("training.runs", key="run id", partitions=3, config=_deleted_after(30))
 MODELS_PROMOTED = TopicSpec("models.promoted", key="production", partitions=1, config=_COMPACTED)
+# The audited accuracy of each site's and camera's counts, keyed like counts.totals so consumers join the two.
+COUNTS_ACCURACY = TopicSpec("counts.accuracy", key="scope:name (site:plant-a, camera:cam-1)", partitions=1,
+                            config=_COMPACTED)
+CAMERAS_DRIFT = TopicSpec("cameras.drift", key="camera_id", partitions=1, config=_deleted_after(30))
 INFRA_SMOKE = TopicSpec("infra.smoke", key="round-trip token", partitions=1, config=_deleted_after(1))
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
@@ -67,5 +71,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     DATASET_VERSIONS,
     TRAINING_RUNS,
     MODELS_PROMOTED,
+    COUNTS_ACCURACY,
+    CAMERAS_DRIFT,
     INFRA_SMOKE,
 )

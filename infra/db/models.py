@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -56,6 +57,9 @@ class ModelVersion(Base):
     has_serving_export: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # sha256 over the serving files (schemas.model_artefact.artefact_digest): what a worker must load, byte for byte.
     artefact_digest: Mapped[str | None] = mapped_column(String(64))
+    # Percentiles 0..100 of the calibration images' energies: the in-distribution reference of drift checks.
+    energy_quantiles: Mapped[list[float] | None] = mapped_column(JSON)
+    review_rate: Mapped[float | None] = mapped_column(Float)  # share of in-distribution images the thresholds flag
     status: Mapped[str] = mapped_column(String(16), default="candidate")  # candidate | production | retired
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -85,7 +89,8 @@ class Operator(Base):
 
 
 class ReviewItem(Base):
-    """The review queue: one row per ImageFlaggedOOD event (its event id makes the projection idempotent)."""
+    """The review queue: one row per ImageFlaggedOOD event, or per ImageClassified event sampled for audit
+    (its event id makes the projection idempotent)."""
 
     __tablename__ = "review_items"
 
@@ -112,11 +117,16 @@ class ReviewItem(Base):
     decided_by: Mapped[str | None] = mapped_column(String(64))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     projected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    kind: Mapped[str] = mapped_column(String(8), default="ood", server_default="ood")  # ood | audit
+    embedding: Mapped[list[float] | None] = mapped_column(JSON)  # the model's penultimate features, when sent
 
     # The two queue orders (most uncertain first, newest first) within a status.
     __table_args__ = (
         Index("ix_review_items_status_energy", status, energy.desc(), id.desc()),
         Index("ix_review_items_status_captured", status, captured_at.desc(), id.desc()),
+        Index("ix_review_items_kind_status", kind, status),
+        Index("ix_review_items_site_camera", site_id, camera_id),
+        CheckConstraint("kind IN ('ood', 'audit')", name="ck_review_items_kind"),
     )
 
 
@@ -233,6 +243,7 @@ class DatasetEntry(Base):
     label: Mapped[str | None] = mapped_column(String(64))
     split: Mapped[str | None] = mapped_column(String(8))
     object_key: Mapped[str | None] = mapped_column(String(1024))
+    site_id: Mapped[str | None] = mapped_column(String(64))  # where the image was captured; None: seed or import
 
     # An image's latest state along a version chain is found through this index, not by scanning versions.
     __table_args__ = (Index("ix_dataset_entries_sha256_version", sha256, version_id),)
@@ -257,6 +268,7 @@ class StagedLabel(Base):
     log_offset: Mapped[int] = mapped_column(Integer)
     # False once a version took the decision; the row stays as the offset mark for redeliveries.
     pending: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    site_id: Mapped[str | None] = mapped_column(String(64))  # where the image was captured; None: imported
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -350,3 +362,43 @@ class CameraToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ScoringTally(Base):
+    """Images scored per day, site, camera and model version, by outcome: the denominators of OOD and audit rates."""
+
+    __tablename__ = "scoring_tallies"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    classified: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    ood: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class MonitorOffset(Base):
+    """The scoring monitor's next offset per partition, written in the transaction of what it read."""
+
+    __tablename__ = "monitor_offsets"
+
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+
+
+class CameraDrift(Base):
+    """Each camera's latest drift check against the serving model's in-distribution reference."""
+
+    __tablename__ = "camera_drift"
+
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(64))
+    drifting: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    images: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # in the window checked
+    ood_rate: Mapped[float | None] = mapped_column(Float)
+    energy_ks: Mapped[float | None] = mapped_column(Float)
+    median_energy_shift: Mapped[float | None] = mapped_column(Float)
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    drifting_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -99,3 +99,14 @@ def test_images_resolve_relative_to_the_manifest(tmp_path: Path) -> None:
     assert resolve_image(manifest, "../photos/a.jpg") == str(tmp_path / "photos" / "a.jpg")
     assert resolve_image(manifest, "/abs/b.jpg") == "/abs/b.jpg"
     assert resolve_image(manifest, "s3://bucket/images/c.jpg") == "s3://bucket/images/c.jpg"
+
+
+def test_a_rows_site_survives_the_round_trip_and_rows_without_one_stay_as_they_were() -> None:
+    sha = "ab" * 32
+    row = {"image": "s3://b/images/x.jpg", "sha256": sha, "class": "glass"}
+    with_site = ManifestRow.from_json({**row, "site": "plant-b"})
+    without = ManifestRow.from_json(row)
+    assert with_site.site == "plant-b" and ManifestRow.from_json(with_site.to_json()) == with_site
+    assert without.site is None and "site" not in without.to_json()
+    with pytest.raises(ManifestError, match="site"):
+        ManifestRow.from_json({"image": "x.jpg", "sha256": sha, "class": "glass", "site": ""})

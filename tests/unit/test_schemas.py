@@ -191,6 +191,34 @@ EXAMPLES: dict[EventType, dict[str, Any]] = {
         "failed_at": AT,
         "service": "scoring",
     },
+    EventType.CAMERA_DRIFT_DETECTED: {
+        "camera_id": "cam-1",
+        "site_id": "site-a",
+        "state": "drifting",
+        "model_version": "m-0001",
+        "window": {"start": AT, "end": "2026-03-01T13:00:00.000Z"},
+        "images": 240,
+        "ood_rate": 0.41,
+        "expected_ood_rate": 0.05,
+        "energy_ks": 0.52,
+        "median_energy_shift": 2.3,
+        "limits": {"max_ood_rate": 0.2, "max_energy_ks": 0.3},
+        "reasons": ["ood_rate", "energy_ks"],
+    },
+    EventType.AUDITED_ACCURACY_UPDATED: {
+        "scope": "camera",
+        "key": "cam-1",
+        "model_version": "m-0001",
+        "audited": 40,
+        "correct": 36,
+        "accuracy": 0.9,
+        "interval": [0.77, 0.96],
+        "scored": 2000,
+        "ood": 180,
+        "ood_rate": 0.09,
+        "silent_miscount_rate": 0.091,
+        "as_of": AT,
+    },
 }
 
 EVENT_SCHEMAS = {name: schema for name, schema in schema_files().items() if name in set(EventType)}
@@ -285,10 +313,22 @@ def test_an_extra_payload_field_is_named(event_type: EventType) -> None:
         (EventType.MODEL_PROMOTED, {"thresholds": {"tau_energy": -4.3}}, "payload.thresholds"),
         (EventType.MODEL_PROMOTED, {"artefact_digest": None}, "payload.artefact_digest"),
         (EventType.DEAD_LETTER, {"reason": "bad_vibes"}, "payload.reason"),
+        (EventType.IMAGE_CLASSIFIED, {"audit": "yes"}, "payload.audit"),
+        (EventType.IMAGE_FLAGGED_OOD, {"embedding": [0.5]}, "payload.embedding"),
+        (EventType.LABEL_ASSIGNED, {"site_id": "site a"}, "payload.site_id"),
+        (EventType.CAMERA_DRIFT_DETECTED, {"state": "worried"}, "payload.state"),
+        (EventType.AUDITED_ACCURACY_UPDATED, {"interval": [0.7]}, "payload.interval"),
     ],
 )
 def test_a_bad_value_is_refused_at_its_path(event_type: EventType, change: dict[str, Any], path: str) -> None:
     assert _rejection(event_type, {**EXAMPLES[event_type], **change}).path == path
+
+
+def test_an_audit_sample_must_carry_the_classes_and_probabilities_it_is_shown_with() -> None:
+    audit = {**EXAMPLES[EventType.IMAGE_CLASSIFIED], "audit": True}
+    assert "'classes' is a required property" in str(_rejection(EventType.IMAGE_CLASSIFIED, audit))
+    encode(new_event(EventType.IMAGE_CLASSIFIED, {**audit, "classes": CLASSES, "probabilities": [0.5, 0.1, 0.1, 0.1,
+                                                                                                 0.1, 0.1]}, "test"))
 
 
 def test_nullable_fields_accept_null_and_optional_fields_may_be_left_out() -> None:
