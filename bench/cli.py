@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "versions": "bench.versions:versions",
     "swap": "bench.swap:swap",
     "faults": "bench.faults:faults",
+    "newsite": "bench.newsite:newsite",
 }
 
 

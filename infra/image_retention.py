@@ -1,7 +1,8 @@
 """Deleting image objects: the one place that does, and only what nothing references.
 
 An object `<prefix>/<sha256>.<ext>` of the images bucket is kept while any `dataset_entries`, `review_items`,
-`imported_images` or `staged_labels` row names its sha256, or while it is a kept sample. The check and the
+`imported_images` or `staged_labels` row names its sha256, or while it is a kept sample or an audit sample (an
+audit sample's review row may not be projected yet). The check and the
 delete run in one PostgreSQL transaction holding a transaction-scoped advisory lock on the sha256, which the
 review-queue projection also takes when it inserts a review row: a capture flagged OOD while its twin is
 being deleted is either seen by the check or inserted after the delete, never lost in between.
@@ -53,6 +54,14 @@ def keeps_sample(sha256: str, keep_rate: float) -> bool:
     return int(sha256[:8], 16) / 0x1_0000_0000 < keep_rate
 
 
+def audits_sample(sha256: str, audit_rate: float) -> bool:
+    """A fixed fraction of images, chosen by content, is audited: an operator checks the predicted class.
+
+    Digits 9-16 of the digest, not keeps_sample's 1-8: which images are audited is independent of which are kept.
+    """
+    return int(sha256[8:16], 16) / 0x1_0000_0000 < audit_rate
+
+
 def is_referenced(connection: Connection, sha256: str) -> bool:
     return bool(connection.scalar(select(or_(*(exists().where(table.sha256 == sha256) for table in REFERENCING)))))
 
@@ -71,6 +80,7 @@ class Verdict(StrEnum):
     DELETED = "deleted"
     REFERENCED = "referenced"
     KEPT_SAMPLE = "kept sample"
+    AUDIT_SAMPLE = "audit sample"
     WRITTEN_AGAIN = "written again"  # put again after the deletion was decided
     MISSING = "missing"
 
@@ -114,26 +124,37 @@ class _Candidate:
 
 
 class ImageRetention:
-    def __init__(self, storage: Minio, engine: Engine, bucket: str, keep_rate: float) -> None:
+    def __init__(self, storage: Minio, engine: Engine, bucket: str, keep_rate: float,
+                 audit_rate: float = 0.0) -> None:
         self._storage = storage
         self._engine = engine
         self._bucket = bucket
         self._keep_rate = keep_rate
+        self._audit_rate = audit_rate
+
+    def _sample_verdict(self, sha256: str) -> Verdict | None:
+        """Why a sample stays whatever references it: kept for good, or audited (its review row may be on its way)."""
+        if keeps_sample(sha256, self._keep_rate):
+            return Verdict.KEPT_SAMPLE
+        if audits_sample(sha256, self._audit_rate):
+            return Verdict.AUDIT_SAMPLE
+        return None
 
     @classmethod
     def of(cls, settings: Settings) -> ImageRetention:
         """Retention over the configured images bucket and database."""
-        return cls(minio_client(settings), db_engine(settings), settings.bucket_images, settings.keep_sample_rate)
+        return cls(minio_client(settings), db_engine(settings), settings.bucket_images, settings.keep_sample_rate,
+                   settings.audit_rate)
 
     def delete_unreferenced(self, key: str, not_modified_after: datetime) -> Verdict:
-        """Delete the image object `key` unless something references it, it is a kept sample, or it was written
-        after `not_modified_after`. Store failures are raised (see infra.retry.is_transient)."""
+        """Delete the image object `key` unless something references it, it is a kept or audit sample, or it was
+        written after `not_modified_after`. Store failures are raised (see infra.retry.is_transient)."""
         match = IMAGE_KEY.fullmatch(key)
         if match is None:
             raise ValueError(f"{key!r} is not an image object key")
         sha256 = match["sha256"]
-        if keeps_sample(sha256, self._keep_rate):
-            return Verdict.KEPT_SAMPLE
+        if (sample := self._sample_verdict(sha256)) is not None:
+            return sample
         with self._engine.begin() as connection:
             lock_image(connection, sha256)
             if is_referenced(connection, sha256):
@@ -184,8 +205,8 @@ class ImageRetention:
             counts.bytes += candidate.size
             if modified is None or modified > cutoff:
                 counts.kept["too young"] += 1
-            elif keeps_sample(candidate.sha256, self._keep_rate):
-                counts.kept[Verdict.KEPT_SAMPLE] += 1
+            elif (sample := self._sample_verdict(candidate.sha256)) is not None:
+                counts.kept[sample] += 1
             else:
                 old.append(candidate)
         with self._engine.connect() as connection:

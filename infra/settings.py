@@ -146,6 +146,7 @@ class Settings:
     ui_signin_max_lock_s: float  # the longest a lock grows to with repeated failures
     ui_signin_concurrency: int  # password checks (scrypt, about 32 MiB each) running at once
     ui_trusted_proxies: int  # reverse proxies in front of the UI whose X-Forwarded-For is believed
+    accuracy_publish_interval_s: float  # how often the UI publishes changed audited accuracy to counts.accuracy
     start_timeout_s: int
     max_image_bytes: int
     max_image_pixels: int
@@ -155,6 +156,13 @@ class Settings:
     keep_sample_rate: float
     audit_rate: float  # share of in-distribution images (by content hash) kept and queued for an audit answer
     review_rate: float  # share of in-distribution images the trainer calibrates the OOD thresholds to flag
+    review_group_distance: float  # cosine distance within which the queue's Groups view puts embeddings together
+    # The scoring monitor's drift check per camera (review_ui/scoring_monitor.py, review_ui/drift.py).
+    drift_window_s: float  # how far back a camera's images are checked
+    drift_min_images: int  # fewer images in the window: no verdict
+    drift_max_ks: float  # KS statistic of the window's energies against the model's reference
+    drift_max_ood_rate: float  # OOD share a site accepts to review before the camera counts as drifting
+    drift_check_s: float  # how often every camera is checked
     delete_delay_s: float
     builder_web_port: int
     # The HTTP ingest (producers/http_ingest.py): its server and how much work it takes on at once.
@@ -184,6 +192,9 @@ class Settings:
     trainer_augmented_views: int
     trainer_batch_size: int
     trainer_trainable_blocks: int
+    trainer_site_balance: float  # 0: classes balanced only; 1: each (site, class) group of a class weighs the same
+    trainer_background_share: float  # share of augmented views on a generated floor
+    trainer_white_balance: float  # augmented views' per-channel gain range, 1 +- this
     trainer_max_attempts: int
     trainer_retry_delay_s: float
     auto_promote: bool
@@ -257,6 +268,7 @@ def load_settings() -> Settings:
         ui_signin_max_lock_s=_env_float("WASTEX_UI_SIGNIN_MAX_LOCK_S", 4 * 3600.0),
         ui_signin_concurrency=_env_int("WASTEX_UI_SIGNIN_CONCURRENCY", 2),
         ui_trusted_proxies=_env_int("WASTEX_UI_TRUSTED_PROXIES", 0),
+        accuracy_publish_interval_s=_env_float("WASTEX_ACCURACY_PUBLISH_S", 30.0),
         start_timeout_s=_env_int("WASTEX_START_TIMEOUT", 120),
         max_image_bytes=_env_int("WASTEX_MAX_IMAGE_BYTES", 10 * 2**20),
         max_image_pixels=_env_int("WASTEX_MAX_IMAGE_PIXELS", 40_000_000),
@@ -267,6 +279,12 @@ def load_settings() -> Settings:
         delete_delay_s=float(_env("WASTEX_DELETE_DELAY_S", "120")),
         audit_rate=_env_rate("WASTEX_AUDIT_RATE", 0.02),
         review_rate=_env_rate("WASTEX_REVIEW_RATE", 0.05),
+        review_group_distance=_env_rate("WASTEX_GROUP_DISTANCE", 0.35),
+        drift_window_s=_env_float("WASTEX_DRIFT_WINDOW_S", 3600.0),
+        drift_min_images=_env_int("WASTEX_DRIFT_MIN_IMAGES", 50),
+        drift_max_ks=_env_rate("WASTEX_DRIFT_MAX_KS", 0.3),
+        drift_max_ood_rate=_env_rate("WASTEX_DRIFT_MAX_OOD_RATE", 0.25),
+        drift_check_s=_env_float("WASTEX_DRIFT_CHECK_S", 30.0),
         builder_web_port=_env_int("WASTEX_BUILDER_WEB_PORT", 6067),
         ingest_host=_env("WASTEX_INGEST_HOST", "127.0.0.1"),
         ingest_port=_env_int("WASTEX_INGEST_PORT", 8081),
@@ -293,6 +311,9 @@ def load_settings() -> Settings:
         trainer_augmented_views=_env_int("WASTEX_TRAINER_AUGMENTED_VIEWS", 8),
         trainer_batch_size=_env_int("WASTEX_TRAINER_BATCH_SIZE", 64),
         trainer_trainable_blocks=_env_int("WASTEX_TRAINER_TRAINABLE_BLOCKS", 4),
+        trainer_site_balance=_env_rate("WASTEX_TRAINER_SITE_BALANCE", 1.0),
+        trainer_background_share=_env_rate("WASTEX_TRAINER_BACKGROUND_SHARE", 0.5),
+        trainer_white_balance=_env_rate("WASTEX_TRAINER_WHITE_BALANCE", 0.15),
         trainer_max_attempts=_env_int("WASTEX_TRAINER_MAX_ATTEMPTS", 3),
         trainer_retry_delay_s=_env_float("WASTEX_TRAINER_RETRY_DELAY_S", 30.0),
         auto_promote=_env("WASTEX_AUTO_PROMOTE", "true").lower() in {"1", "true", "yes"},

@@ -13,7 +13,7 @@ from review_ui import security
 from review_ui.services import UiServices
 from review_ui.sign_in_throttle import SignInThrottle, ThrottlePolicy
 from review_ui.signing_key import ui_signing_key
-from review_ui.views import api, auth, health, images, models, pages, runs, versions
+from review_ui.views import accuracy, api, auth, groups, health, images, models, pages, runs, versions
 
 
 def create_app(services: UiServices) -> Flask:
@@ -37,7 +37,7 @@ def create_app(services: UiServices) -> Flask:
     app.extensions[auth.THROTTLE] = SignInThrottle(services.sessions, ThrottlePolicy.from_settings(settings))
     security.install(app)
     for blueprint in (auth.blueprint, pages.blueprint, api.blueprint, images.blueprint, versions.blueprint,
-                      models.blueprint, runs.blueprint, health.blueprint):
+                      models.blueprint, runs.blueprint, health.blueprint, accuracy.blueprint, groups.blueprint):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(HTTPException)

@@ -37,7 +37,8 @@ def ui() -> None:
 @click.option("--port", type=int, help="Port (default WASTEX_UI_PORT, 8080).")
 @click.option("--threads", default=8, show_default=True, help="Request threads.")
 @click.option("--projection/--no-projection", default=True, show_default=True,
-              help="Also project ImageFlaggedOOD events into the queue (or run `wastex ui project` apart).")
+              help="Also project ImageFlaggedOOD events into the queue and run the scoring monitor (or run "
+                   "`wastex ui project` and `wastex ui monitor` apart).")
 def serve(host: str | None, port: int | None, threads: int, projection: bool) -> None:
     """Serve the review UI (and drain the label outbox, follow the count topics)."""
     from infra.web_server import listening, serve_until_stopped
@@ -76,6 +77,27 @@ def project() -> None:
     finally:
         projector.stop()
         console.print(f"stopped after {projector.projected} new queue items")
+
+
+@ui.command()
+def monitor() -> None:
+    """Tally scored images and check every camera for drift until stopped (Ctrl-C); `serve --no-projection` leaves
+    this to a process of its own."""
+    from review_ui.scoring_monitor import ScoringMonitor
+
+    _logging()
+    settings = load_settings()
+    scoring_monitor = ScoringMonitor(settings, db_sessions(settings))
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    scoring_monitor.start()
+    console.print("tallying images.classified and images.ood, checking cameras for drift; Ctrl-C stops")
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        scoring_monitor.stop()
 
 
 @ui.command("create-operator")

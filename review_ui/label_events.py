@@ -1,6 +1,8 @@
 """The label-log events the review UI emits: LabelAssigned, ImageDiscarded, LabelRetracted.
 
-Event ids derive from the action key, so a decision can only ever be announced under one id.
+Event ids derive from the action key, so a decision can only ever be announced under one id. A LabelAssigned
+of a review item says where the image was captured (site_id) and which kind of item was answered (review_kind:
+ood or audit); an import's says neither (site_id null, no review_kind).
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ class LabelContext:
     sha256: str
     flagged_by_model_version: str | None = None
     source_event_id: str | None = None
+    site_id: str | None = None
+    review_kind: str | None = None  # ood | audit; None for imports
 
     @classmethod
     def of_item(cls, item: ReviewItem) -> LabelContext:
-        return cls(item.bucket, item.object_key, item.sha256, item.model_version, item.source_event_id)
+        return cls(item.bucket, item.object_key, item.sha256, item.model_version, item.source_event_id,
+                   item.site_id, item.kind)
 
     def payload(self, operator: str, action_key: str) -> dict[str, Any]:
         return {
@@ -46,7 +51,10 @@ def event_id_for(action_key: str) -> str:
 
 
 def label_assigned(context: LabelContext, label: str, operator: str, action_key: str, *, new_class: bool) -> Event:
-    payload = {**context.payload(operator, action_key), "label": label, "new_class": new_class}
+    payload = {**context.payload(operator, action_key), "label": label, "new_class": new_class,
+               "site_id": context.site_id}
+    if context.review_kind is not None:
+        payload["review_kind"] = context.review_kind
     return new_event(EventType.LABEL_ASSIGNED, payload, SOURCE, event_id=event_id_for(action_key))
 
 

@@ -1,5 +1,8 @@
-"""The review-queue projection: ImageFlaggedOOD events from Kafka into PostgreSQL rows, once per event id.
+"""The review-queue projection: ImageFlaggedOOD events, and the ImageClassified events sampled for audit
+(`"audit": true`), from Kafka into PostgreSQL rows (kind ood / audit), once per event id.
 
+images.classified carries every scored image: a record without the bytes `"audit"` is skipped before it is even
+parsed, and any other ImageClassified is skipped once parsed; only audit samples are validated and projected.
 Offsets are committed only after the rows are; a redelivered event hits the unique event id and changes
 nothing. A record that is not a valid event, or that the database refuses (a NUL byte in a text field, say),
 goes to the dead letters with the reason, on its own; a passing failure is waited out, never skipped.
@@ -7,6 +10,7 @@ goes to the dead letters with the reason, on its own; a passing failure is waite
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
@@ -26,7 +30,7 @@ from infra.settings import Settings
 from review_ui.class_registry import register_classes
 from schemas.codec import InvalidEvent, dead_letter_event, decode_event
 from schemas.events import DeadLetterReason, Event, EventType, parse_timestamp
-from schemas.topics import IMAGES_OOD
+from schemas.topics import IMAGES_CLASSIFIED, IMAGES_OOD
 
 log = logging.getLogger(__name__)
 SERVICE = "review_ui"
@@ -41,8 +45,39 @@ def group_id(settings: Settings) -> str:
     return f"{settings.topic_prefix}review-ui-projection"
 
 
+def is_audit_sample(raw: bytes) -> bool:
+    """Whether a record of images.classified is an audit sample, decided cheaply: most records are not."""
+    if b'"audit"' not in raw:
+        return False
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return False  # not this projection's to judge: the count consumers see the same record
+    payload = document.get("payload") if isinstance(document, dict) else None
+    return isinstance(payload, dict) and payload.get("audit") is True
+
+
+def _review_row(event: Event) -> dict[str, object]:
+    """The queue row of an ImageFlaggedOOD, or of an audit sample (which has no OOD reason and no thresholds)."""
+    payload = event.payload
+    image = payload["image"]
+    audit = event.event_type is EventType.IMAGE_CLASSIFIED
+    return {
+        "source_event_id": event.event_id, "kind": "audit" if audit else "ood", "bucket": image["bucket"],
+        "object_key": image["object_key"], "sha256": image["sha256"], "camera_id": payload["camera_id"],
+        "site_id": payload["site_id"], "captured_at": parse_timestamp(payload["captured_at"]),
+        "flagged_at": parse_timestamp(event.occurred_at), "model_version": payload["model_version"],
+        "predicted_class": payload["predicted_class"], "confidence": payload["confidence"],
+        "energy": payload["energy"], "reason": "audit" if audit else payload["reason"],
+        "classes": payload["classes"], "probabilities": payload["probabilities"],
+        "thresholds": {} if audit else payload["thresholds"], "embedding": payload.get("embedding"),
+        "status": "pending",
+    }
+
+
 def project(session: Session, events: Iterable[Event]) -> int:
-    """Insert queue rows for these ImageFlaggedOOD events; returns how many were new.
+    """Insert queue rows for these ImageFlaggedOOD and audit-sample ImageClassified events; returns how many were
+    new.
 
     Each image's retention lock is held until the transaction ends, so image_retention never deletes an image
     between checking it is unreferenced and this row appearing. Locks are taken in digest order: two
@@ -52,29 +87,24 @@ def project(session: Session, events: Iterable[Event]) -> int:
     for sha256 in sorted({event.payload["image"]["sha256"] for event in events}):
         lock_image(session, sha256)
     new = 0
+    models: dict[str, list[str]] = {}  # model version -> its classes, of the rows inserted
     for event in events:
         payload = event.payload
-        image = payload["image"]
         inserted = session.execute(
-            insert(ReviewItem).values(
-                source_event_id=event.event_id, bucket=image["bucket"], object_key=image["object_key"],
-                sha256=image["sha256"], camera_id=payload["camera_id"], site_id=payload["site_id"],
-                captured_at=parse_timestamp(payload["captured_at"]), flagged_at=parse_timestamp(event.occurred_at),
-                model_version=payload["model_version"], predicted_class=payload["predicted_class"],
-                confidence=payload["confidence"], energy=payload["energy"], reason=payload["reason"],
-                classes=payload["classes"], probabilities=payload["probabilities"],
-                thresholds=payload["thresholds"], status="pending",
-            ).on_conflict_do_nothing(index_elements=[ReviewItem.source_event_id]).returning(ReviewItem.id)
+            insert(ReviewItem).values(**_review_row(event))
+            .on_conflict_do_nothing(index_elements=[ReviewItem.source_event_id]).returning(ReviewItem.id)
         ).scalar_one_or_none()
         if inserted is not None:
             new += 1
-            # The classes the flagging model knows become pickable classes.
-            register_classes(session, payload["classes"], f"model:{payload['model_version']}")
+            models[payload["model_version"]] = payload["classes"]
+    for version, classes in models.items():  # once per model and batch: most rows of a batch share one model
+        # The classes the scoring model knows become pickable classes.
+        register_classes(session, classes, f"model:{version}")
     return new
 
 
 class OodProjector:
-    """Consumes images.ood in a consumer group (several UI processes share the partitions).
+    """Consumes images.ood and images.classified in a consumer group (several UI processes share the partitions).
 
     A passing failure (PostgreSQL or Kafka down) holds the batch: it is tried again with capped backoff, nothing
     committed meanwhile, and `degradation` says what the projection waits for. A batch the database refuses for
@@ -93,7 +123,7 @@ class OodProjector:
 
     def _consumer(self) -> Consumer:
         consumer = kafka_consumer(self._settings, group_id(self._settings))
-        consumer.subscribe([IMAGES_OOD.full_name(self._settings.topic_prefix)])
+        consumer.subscribe([spec.full_name(self._settings.topic_prefix) for spec in (IMAGES_OOD, IMAGES_CLASSIFIED)])
         return consumer
 
     def _retrying(self, work: Callable[[], T], what: str) -> T:
@@ -124,12 +154,18 @@ class OodProjector:
                                  event_id=str(letter_id))
 
     def _decode(self, messages: list[Message]) -> list[tuple[Message, Event]]:
-        """(record, event) of the valid ImageFlaggedOOD events; anything else is dead-lettered (acknowledged)."""
+        """(record, event) of the valid ImageFlaggedOOD events and audit samples; other classified records are
+        skipped, anything else is dead-lettered (acknowledged)."""
         events, rejected = [], []
+        classified_topic = IMAGES_CLASSIFIED.full_name(self._settings.topic_prefix)
         for message in messages:
+            audit = message.topic() == classified_topic
+            if audit and not is_audit_sample(message.value()):
+                continue
             try:
                 event = decode_event(message.value())
-                if event.event_type is not EventType.IMAGE_FLAGGED_OOD:
+                expected = EventType.IMAGE_CLASSIFIED if audit else EventType.IMAGE_FLAGGED_OOD
+                if event.event_type is not expected:
                     raise InvalidEvent(f"{event.event_type} does not belong on {message.topic()}", path="event_type")
                 events.append((message, event))
             except InvalidEvent as error:
@@ -161,7 +197,8 @@ class OodProjector:
             return 0
         events = self._decode(messages)
         try:
-            new = self._retrying(lambda: self._project([event for _, event in events]), PROJECTING)
+            # A batch of ordinary classified records only (the usual case) needs no database round trip.
+            new = self._retrying(lambda: self._project([event for _, event in events]), PROJECTING) if events else 0
         except InterruptedError:
             raise
         except Exception as error:

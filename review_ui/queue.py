@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from infra.db.models import ReviewItem
 
 STATUSES = ("pending", "labelled", "discarded", "all")
+KINDS = ("all", "ood", "audit")  # flagged out-of-distribution, or sampled in-distribution for an audit answer
 SORTS = ("energy", "newest")
 MAX_PER_PAGE = 100
 DEFAULT_PER_PAGE = 24
@@ -36,6 +37,7 @@ class QueueFilter:
     """Which items a queue shows and in what order: most uncertain (highest energy) or newest first."""
 
     status: str = "pending"
+    kind: str = "all"
     camera: str | None = None
     predicted: str | None = None
     since: datetime | None = None
@@ -50,11 +52,14 @@ class QueueFilter:
             raise QueryError(f"status must be one of {', '.join(STATUSES)}, got {status[:40]!r}")
         if sort not in SORTS:
             raise QueryError(f"sort must be one of {', '.join(SORTS)}, got {sort[:40]!r}")
+        kind = args.get("kind") or "all"
+        if kind not in KINDS:
+            raise QueryError(f"kind must be one of {', '.join(KINDS)}, got {kind[:40]!r}")
         since = _parse_time("since", args["since"]) if args.get("since") else None
         until = _parse_time("until", args["until"]) if args.get("until") else None
         if since and until and since >= until:
             raise QueryError("since must be before until")
-        return cls(status, args.get("camera") or None, args.get("predicted") or None, since, until, sort)
+        return cls(status, kind, args.get("camera") or None, args.get("predicted") or None, since, until, sort)
 
     def to_args(self) -> dict[str, str]:
         """The query-string form, without defaults, for links that keep the filter."""
@@ -65,6 +70,9 @@ class QueueFilter:
     def with_status(self, status: str) -> QueueFilter:
         return replace(self, status=status)
 
+    def with_kind(self, kind: str) -> QueueFilter:
+        return replace(self, kind=kind)
+
     def _order(self) -> tuple[Any, Any]:
         column = ReviewItem.energy if self.sort == "energy" else ReviewItem.captured_at
         return column, ReviewItem.id
@@ -73,6 +81,8 @@ class QueueFilter:
         statement = select(ReviewItem)
         if self.status != "all":
             statement = statement.where(ReviewItem.status == self.status)
+        if self.kind != "all":
+            statement = statement.where(ReviewItem.kind == self.kind)
         if self.camera:
             statement = statement.where(ReviewItem.camera_id == self.camera)
         if self.predicted:
@@ -143,6 +153,13 @@ def facets(session: Session) -> dict[str, list[str]]:
     }
 
 
+def kind_counts(session: Session, queue: QueueFilter) -> dict[str, int]:
+    """How many items each kind filter would show with the queue's other filters: the counts of the kind chips."""
+    grouped = dict(session.execute(queue.with_kind("all").query().with_only_columns(ReviewItem.kind, func.count())
+                                   .group_by(ReviewItem.kind)).all())
+    return {"all": sum(grouped.values()), "ood": grouped.get("ood", 0), "audit": grouped.get("audit", 0)}
+
+
 def top_probabilities(classes: list[str], probabilities: list[float], count: int = 5) -> list[dict[str, Any]]:
     ranked = sorted(zip(classes, probabilities, strict=True), key=lambda pair: pair[1], reverse=True)
     return [{"class": name, "probability": round(float(p), 6)} for name, p in ranked[:count]]
@@ -157,6 +174,7 @@ def item_document(item: ReviewItem) -> dict[str, Any]:
     return {
         "id": item.id,
         "source_event_id": item.source_event_id,
+        "kind": item.kind,
         "image": {"bucket": item.bucket, "object_key": item.object_key, "sha256": item.sha256},
         "image_url": f"/images/{item.object_key}",
         "thumbnail_url": f"/thumbnails/{item.object_key}",

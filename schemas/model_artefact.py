@@ -14,7 +14,8 @@ from pathlib import Path
 KERAS_FILE = "model.keras"  # the source of truth
 SERVING_FILE = "model.tflite"  # LiteRT export made at import or promotion; optional
 CLASSES_FILE = "classes.txt"  # one class name per line, in logit order
-THRESHOLDS_FILE = "thresholds.json"  # {"tau_energy": float, "tau_softmax": float}
+# {"tau_energy": float, "tau_softmax": float, "energy_quantiles": [101 floats], optional, absent in older artefacts}
+THRESHOLDS_FILE = "thresholds.json"
 METRICS_FILE = "metrics.json"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"  # drawn from the metrics of the evaluated split
 
@@ -32,18 +33,25 @@ class ArtefactInfo:
     classes: list[str]
     tau_energy: float
     tau_softmax: float
+    # Percentiles 0..100 of the energies of the images the thresholds were calibrated on: the in-distribution
+    # reference of drift checks. None for a model that brings no calibration (an import, an older artefact).
+    energy_quantiles: list[float] | None = None
 
 
 def read_artefact_info(folder: Path) -> ArtefactInfo:
     classes = [line.strip() for line in (folder / CLASSES_FILE).read_text().splitlines() if line.strip()]
     thresholds = json.loads((folder / THRESHOLDS_FILE).read_text())
-    return ArtefactInfo(classes, float(thresholds["tau_energy"]), float(thresholds["tau_softmax"]))
+    quantiles = thresholds.get("energy_quantiles")
+    return ArtefactInfo(classes, float(thresholds["tau_energy"]), float(thresholds["tau_softmax"]),
+                        None if quantiles is None else [float(value) for value in quantiles])
 
 
 def write_artefact_info(folder: Path, info: ArtefactInfo) -> None:
     (folder / CLASSES_FILE).write_text("".join(f"{name}\n" for name in info.classes))
-    (folder / THRESHOLDS_FILE).write_text(
-        json.dumps({"tau_energy": info.tau_energy, "tau_softmax": info.tau_softmax}, indent=2) + "\n")
+    thresholds: dict = {"tau_energy": info.tau_energy, "tau_softmax": info.tau_softmax}
+    if info.energy_quantiles is not None:
+        thresholds["energy_quantiles"] = info.energy_quantiles
+    (folder / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2) + "\n")
 
 
 def file_sha256(path: Path) -> str:

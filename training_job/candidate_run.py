@@ -35,7 +35,7 @@ from training_job.inference import predict_logits
 from training_job.model_registry import SOURCE, import_model, record_metrics
 from training_job.promotion_policy import PromotionPolicy, Recommendation, Verdict
 from training_job.trainer import TrainConfig
-from training_job.training_run import run_training
+from training_job.training_run import REVIEW_FIGURES, RunResult, run_training
 
 COMPARISON_FILE = "comparison.json"
 PROMOTED_BY = "trainer"
@@ -67,6 +67,9 @@ def train_config(settings: Settings) -> TrainConfig:
         batch_size=settings.trainer_batch_size,
         augmented_views=settings.trainer_augmented_views,
         trainable_blocks=settings.trainer_trainable_blocks,
+        site_balance=settings.trainer_site_balance,
+        background_share=settings.trainer_background_share,
+        white_balance=settings.trainer_white_balance,
         head_epochs=settings.trainer_head_epochs,
         finetune_epochs=settings.trainer_epochs,
         time_budget_s=settings.trainer_minutes * 60 if settings.trainer_minutes > 0 else None,
@@ -75,7 +78,8 @@ def train_config(settings: Settings) -> TrainConfig:
 
 def run_config(settings: Settings, production: ModelVersion | None) -> dict[str, Any]:
     """What a run records as its configuration (TrainingRunStarted.config, the row's config)."""
-    return {**asdict(train_config(settings)), "start_from": settings.trainer_start_from,
+    return {**asdict(train_config(settings)), "review_rate": settings.review_rate,
+            "start_from": settings.trainer_start_from,
             "production_model": production.version if production is not None else None,
             "auto_promote": settings.auto_promote, "promote_min_gain": settings.promote_min_gain,
             "promote_max_class_drop": settings.promote_max_class_drop}
@@ -91,6 +95,10 @@ class RunOutcome:
     promoted: bool
     timings: dict[str, float] = field(default_factory=dict)
 
+    def headline_metrics(self) -> dict[str, float]:
+        """The candidate's figures that the registry row and TrainingRunCompleted carry."""
+        return headline_metrics(self.comparison, self.metrics)
+
     def baseline_document(self) -> dict[str, Any] | None:
         """The production model's figures on the same split, for the run row (with per-class detail)."""
         baseline = self.comparison.baseline
@@ -103,6 +111,12 @@ class RunOutcome:
         if baseline is None:
             return None
         return {"model_version": self.comparison.baseline_version, "metrics": summary(baseline)}
+
+
+def headline_metrics(comparison: Comparison, metrics: dict[str, Any]) -> dict[str, float]:
+    """The candidate's summary figures and what its OOD thresholds cost and catch (``REVIEW_FIGURES``)."""
+    return {**summary(comparison.candidate),
+            **{name: float(metrics[name]) for name in REVIEW_FIGURES if name in metrics}}
 
 
 def fetch_manifest(settings: Settings, manifest: dict[str, str], target: Path) -> Path:
@@ -197,7 +211,7 @@ class CandidateRun:
         loader = ImageReader(lambda: minio_client(settings))
         started = time.monotonic()
         result = run_training(dataset, self.work_dir / "candidate", config, loader, from_model=from_model,
-                              on_epoch=self.on_epoch)
+                              on_epoch=self.on_epoch, review_rate=settings.review_rate)
         self.timings.update({name: round(value, 2) for name, value in result.trained.timings.items()})
         self._timed("run_s", started)
         split = result.metrics["split"]
@@ -205,7 +219,10 @@ class CandidateRun:
         labels = dataset.labels(rows, result.classes)
         candidate = classification_metrics(labels, result.logits, result.classes)
         self.log(f"candidate on the {split} split ({len(rows)} images): accuracy {candidate.accuracy:.4f}, "
-                 f"macro-F1 {candidate.macro_f1:.4f}")
+                 f"macro-F1 {candidate.macro_f1:.4f}; OOD thresholds from {result.metrics['calibration_images']} "
+                 f"images flag {result.metrics['review_rate']:.1%} of the split (target "
+                 f"{result.metrics['review_rate_target']:.1%}) and {result.metrics['ood_recall']:.1%} of "
+                 f"{result.metrics['ood_images']} non-waste photos")
 
         baseline = None
         if production is not None:
@@ -221,7 +238,7 @@ class CandidateRun:
         self.log(f"recommendation: {verdict.recommendation} ({verdict.reason})")
 
         started = time.monotonic()
-        artefact_uri = self._register(result.out_dir, result.classes, result.thresholds, comparison, verdict)
+        artefact_uri = self._register(result, comparison, verdict)
         self._timed("register_s", started)
 
         promoted = False
@@ -232,9 +249,10 @@ class CandidateRun:
         self._timed("total_s", begun)
         return RunOutcome(self.run_id, artefact_uri, result.metrics, comparison, verdict, promoted, self.timings)
 
-    def _register(self, out_dir: Path, classes: list[str], thresholds: Any, comparison: Comparison,
-                  verdict: Verdict) -> str:
-        """The candidate as model version = run id, with every file of the run under the same prefix."""
+    def _register(self, result: RunResult, comparison: Comparison, verdict: Verdict) -> str:
+        """The candidate as model version = run id, with every file of the run under the same prefix; the row
+        carries the calibration images' energy percentiles and the review rate measured on the evaluated split."""
+        out_dir, thresholds = result.out_dir, result.thresholds
         write_json(out_dir / COMPARISON_FILE, {
             "baseline_model_version": comparison.baseline_version,
             "candidate": summary(comparison.candidate),
@@ -242,11 +260,12 @@ class CandidateRun:
             "macro_f1_delta": comparison.macro_f1_delta,
             "per_class_deltas": comparison.deltas,
             "recommendation": str(verdict.recommendation), "reason": verdict.reason})
-        imported = import_model(self.settings, out_dir / KERAS_FILE, classes, version=self.run_id,
-                                tau_energy=thresholds.tau_energy, tau_softmax=thresholds.tau_softmax)
+        imported = import_model(self.settings, out_dir / KERAS_FILE, result.classes, version=self.run_id,
+                                tau_energy=thresholds.tau_energy, tau_softmax=thresholds.tau_softmax,
+                                energy_quantiles=result.energy_quantiles, review_rate=result.metrics["review_rate"])
         self.log(f"registered model {imported.version} at {imported.artefact_uri} (digest "
                  f"{imported.artefact_digest}); {imported.export.detail}")
-        record_metrics(self.settings, self.run_id, summary(comparison.candidate))
+        record_metrics(self.settings, self.run_id, headline_metrics(comparison, result.metrics))
         bucket, prefix = parse_s3_uri(imported.artefact_uri)
         client = minio_client(self.settings)
         for path in sorted(out_dir.iterdir()):

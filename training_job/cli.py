@@ -116,9 +116,13 @@ def rollback_command(to_version: str | None, promoted_by: str) -> None:
 @click.option("--from-model", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Fine-tune this model directory; its head grows when the dataset brings new classes.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--review-rate", type=click.FloatRange(min=0, max=1),
+              help="Share of in-distribution images the OOD thresholds send to review (default: WASTEX_REVIEW_RATE, "
+                   "0.05).")
 def train(dataset_path: Path, out_dir: Path, backbone: str, epochs: int | None, head_epochs: int | None,
-          minutes: float | None, from_model: Path | None, seed: int) -> None:
-    """Train a waste classifier: frozen-backbone head, then fine-tuning of the top blocks."""
+          minutes: float | None, from_model: Path | None, seed: int, review_rate: float | None) -> None:
+    """Train a waste classifier: frozen-backbone head, then fine-tuning of the top blocks; OOD thresholds calibrated
+    to send the review rate of in-distribution images to review."""
     from training_job.dataset_source import DatasetError, load_dataset
     from training_job.trainer import TrainConfig
     from training_job.training_run import run_training
@@ -129,12 +133,17 @@ def train(dataset_path: Path, out_dir: Path, backbone: str, epochs: int | None, 
                          head_epochs=head_epochs or defaults.head_epochs,
                          time_budget_s=None if minutes is None else minutes * 60)
     try:
-        run = run_training(load_dataset(dataset_path), out_dir, config, from_model=from_model)
+        run = run_training(load_dataset(dataset_path), out_dir, config, from_model=from_model,
+                           review_rate=load_settings().review_rate if review_rate is None else review_rate)
     except (DatasetError, FileExistsError, ValueError) as error:
         raise click.ClickException(str(error)) from None
-    console.print(f"accuracy {run.metrics['accuracy']:.4f}, macro-F1 {run.metrics['macro_f1']:.4f} on the "
-                  f"{run.metrics['split']} split; tau_energy {run.thresholds.tau_energy:.4f}, "
-                  f"tau_softmax {run.thresholds.tau_softmax:.4f}; artefacts in {out_dir}")
+    metrics = run.metrics
+    console.print(f"accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} on the "
+                  f"{metrics['split']} split; tau_energy {run.thresholds.tau_energy:.4f}, "
+                  f"tau_softmax {run.thresholds.tau_softmax:.4f} (from {metrics['calibration_images']} images) send "
+                  f"{metrics['review_rate']:.1%} of the {metrics['split']} split to review (target "
+                  f"{metrics['review_rate_target']:.1%}) and catch {metrics['ood_recall']:.1%} of "
+                  f"{metrics['ood_images']} non-waste photos; artefacts in {out_dir}")
 
 
 @click.command()

@@ -96,6 +96,12 @@ class Dataset:
             raise DatasetError(f"classes {unknown} are not among {list(index)}")
         return np.array([index[row.class_name] for row in rows], dtype=np.int64)
 
+    def site_counts(self) -> dict[str, dict[str, int]]:
+        """Images per site and class (site "seed" for rows without a site), for the run's record."""
+        counted = Counter((row.site or "seed", row.class_name) for row in self.rows)
+        return {site: {name: counted[site, name] for name in self.classes if counted[site, name]}
+                for site in sorted({site for site, _ in counted})}
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Images per split and class."""
         counted = Counter((row.split, row.class_name) for row in self.rows)
@@ -179,7 +185,8 @@ def _manifest_dataset(path: Path, images_bucket: str | None) -> Dataset:
                 except ManifestError as error:
                     raise DatasetError(f"manifest {path}, row {number} ({row.class_name}, sha256 "
                                        f"{row.sha256[:12]}): {error}") from None
-        rows = [ManifestRow(resolve_image(path, row.image), row.sha256, row.class_name, row.split) for row in listed]
+        rows = [ManifestRow(resolve_image(path, row.image), row.sha256, row.class_name, row.split, row.site)
+                for row in listed]
     except (ManifestError, UnicodeDecodeError) as error:
         raise DatasetError(f"{path} is not a valid manifest: {error}") from None
     except OSError as error:

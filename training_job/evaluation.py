@@ -1,4 +1,5 @@
-"""Evaluation of a trained classifier: scikit-learn metrics, the confusion-matrix picture, OOD calibration and AUROC.
+"""Evaluation of a trained classifier: scikit-learn metrics, the confusion-matrix picture, OOD calibration to a
+review rate, OOD recall and AUROC.
 
 Everything works on logits (batch, classes) so the training pipeline and `wastex evaluate` share one path.
 """
@@ -121,18 +122,47 @@ def save_confusion_matrix_png(metrics: ClassificationMetrics, path: Path, title:
     figure.savefig(path, dpi=120)
 
 
-def calibrate_thresholds(logits: np.ndarray, coverage: float = 0.95) -> Thresholds:
-    """OOD thresholds that keep `coverage` of these in-distribution (validation) images in distribution.
-
-    tau_energy: `coverage` of the images have energy <= it; tau_softmax: `coverage` have max softmax >= it.
-    """
-    if not 0.0 < coverage < 1.0:
-        raise ValueError(f"coverage must lie strictly between 0 and 1, got {coverage}")
+def flagged(logits: np.ndarray, thresholds: Thresholds) -> np.ndarray:
+    """Which rows the scoring workers' OOD rule flags: energy above tau_energy or max softmax below tau_softmax."""
     logits = _check_logits(logits)
-    return Thresholds(
-        tau_energy=float(np.quantile(energy_score(logits), coverage)),
-        tau_softmax=float(np.quantile(max_softmax(logits), 1.0 - coverage)),
-    )
+    return (energy_score(logits) > thresholds.tau_energy) | (max_softmax(logits) < thresholds.tau_softmax)
+
+
+def thresholds_for_review_rate(logits: np.ndarray, review_rate: float) -> Thresholds:
+    """OOD thresholds that flag `review_rate` of these in-distribution (calibration) images, by either rule.
+
+    Both thresholds sit at one quantile level q of the calibration images: tau_energy at the (1 - q) quantile of
+    their energies, tau_softmax at the q quantile of their max softmax, so each rule alone flags a share q. The two
+    rules mostly flag the same images, so together they flag between q and 2q; q is the largest level (found by
+    bisection) at which the union flags no more than `review_rate` of the images.
+    """
+    if not 0.0 <= review_rate <= 1.0:
+        raise ValueError(f"review_rate must lie between 0 and 1, got {review_rate}")
+    logits = _check_logits(logits)
+    energies, confidences = energy_score(logits), max_softmax(logits)
+
+    def at_level(level: float) -> Thresholds:
+        return Thresholds(tau_energy=float(np.quantile(energies, 1.0 - level)),
+                          tau_softmax=float(np.quantile(confidences, level)))
+
+    def share_flagged(level: float) -> float:
+        thresholds = at_level(level)
+        return float(np.mean((energies > thresholds.tau_energy) | (confidences < thresholds.tau_softmax)))
+
+    # The flagged share never falls as the level rises, and level 0 flags nothing: keep `low` within the rate.
+    low, high = 0.0, 1.0
+    for _ in range(50):
+        middle = (low + high) / 2
+        if share_flagged(middle) <= review_rate:
+            low = middle
+        else:
+            high = middle
+    return at_level(low)
+
+
+def energy_percentiles(logits: np.ndarray) -> list[float]:
+    """Percentiles 0, 1, ..., 100 of the energies of these images: a model's in-distribution reference for drift."""
+    return [float(value) for value in np.percentile(energy_score(_check_logits(logits)), np.arange(101))]
 
 
 def ood_auroc(in_distribution_logits: np.ndarray, ood_logits: np.ndarray) -> float:

@@ -1,12 +1,14 @@
-"""tf.data input: image bytes -> model input frames -> (augmented) batches, and class weights.
+"""tf.data input: image bytes -> model input frames -> (augmented) batches, and class and site weights.
 
 Frames follow the model artefact contract (``schemas/model_artefact.py``): float32 RGB in [0, 255], the
 full frame resized bilinearly to the model's square input, no crop. Normalisation is inside the model.
-Augmentation (random crops, flips, small rotations, colour jitter) is for training only.
+Augmentation (random crops, flips, small rotations, colour jitter, and the site look variations of
+``site_augmentation``: generated floors and white balance) is for training only.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import keras
@@ -15,6 +17,7 @@ import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
 from training_job.dataset_source import ImageLoader
+from training_job.site_augmentation import SAME_LOOK, LookVariation, vary_look
 
 AUTOTUNE = tf.data.AUTOTUNE
 Preprocess = Callable[[tf.Tensor], tf.Tensor]
@@ -45,13 +48,15 @@ SATURATION_RANGE = (0.75, 1.3)
 HUE_DELTA = 0.03
 
 
-def augmented_frame(image: tf.Tensor, seed: tf.Tensor, preprocess: Preprocess) -> tf.Tensor:
-    """One random view of a decoded image: crop, flips, resize, colour jitter (seeded, so repeatable).
+def augmented_frame(image: tf.Tensor, seed: tf.Tensor, preprocess: Preprocess,
+                    variation: LookVariation = SAME_LOOK) -> tf.Tensor:
+    """One random view of a decoded image: crop, flips, resize, look variation, colour jitter (seeded, so
+    repeatable).
 
     The crop is taken before the resize, so it costs nothing beyond the resize every frame needs. Waste
     lies on a belt in any orientation, so both flips are fair.
     """
-    seeds = tf.random.experimental.stateless_split(seed, 7)
+    seeds = tf.random.experimental.stateless_split(seed, 8)
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seeds[0],
         min_object_covered=0.0, aspect_ratio_range=CROP_ASPECT, area_range=CROP_AREA,
@@ -59,7 +64,7 @@ def augmented_frame(image: tf.Tensor, seed: tf.Tensor, preprocess: Preprocess) -
     image = tf.slice(image, begin, size)
     image = tf.image.stateless_random_flip_left_right(image, seeds[1])
     image = tf.image.stateless_random_flip_up_down(image, seeds[2])
-    frame = preprocess(image)
+    frame = vary_look(preprocess(image), seeds[7], variation)
     # Hue and saturation are ratios of channels, so they work on [0, 255] floats unchanged.
     frame = tf.image.stateless_random_brightness(frame, BRIGHTNESS_DELTA, seeds[3])
     frame = tf.image.stateless_random_contrast(frame, *CONTRAST_RANGE, seeds[4])
@@ -81,11 +86,12 @@ def images(uris: Sequence[str], loader: ImageLoader) -> tf.data.Dataset:
 
 
 def image_batches(uris: Sequence[str], labels: np.ndarray, loader: ImageLoader, preprocess: Preprocess,
-                  batch_size: int, augment_seed: int | None = None, shuffle_seed: int | None = None
-                  ) -> tf.data.Dataset:
+                  batch_size: int, augment_seed: int | None = None, shuffle_seed: int | None = None,
+                  variation: LookVariation = SAME_LOOK) -> tf.data.Dataset:
     """Batches of (frames, labels) in order, or shuffled anew every epoch with ``shuffle_seed``.
 
-    With ``augment_seed`` (training only) every image is a new random view each time it is read.
+    With ``augment_seed`` (training only) every image is a new random view each time it is read, its look
+    varied as ``variation`` says.
     """
     dataset = tf.data.Dataset.zip(images(uris, loader), tf.data.Dataset.from_tensor_slices(labels))
     if shuffle_seed is not None:
@@ -96,7 +102,7 @@ def image_batches(uris: Sequence[str], labels: np.ndarray, loader: ImageLoader, 
     seeds = tf.data.Dataset.random(seed=augment_seed, rerandomize_each_iteration=True).batch(2)
     rotation = keras.layers.RandomRotation(MAX_ROTATION, fill_mode="reflect", seed=augment_seed)
     return (tf.data.Dataset.zip(dataset, seeds)
-            .map(lambda pair, seed: (augmented_frame(pair[0], seed, preprocess), pair[1]),
+            .map(lambda pair, seed: (augmented_frame(pair[0], seed, preprocess, variation), pair[1]),
                  num_parallel_calls=AUTOTUNE)
             .batch(batch_size)
             # Rotation is vectorised over a batch; reflected borders avoid corners a camera never shows.
@@ -112,3 +118,27 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
         raise ValueError(f"class indices {missing} have no training images")
     weights = compute_class_weight("balanced", classes=np.arange(num_classes), y=labels)
     return {index: float(weight) for index, weight in enumerate(weights)}
+
+
+def site_balanced_weights(labels: np.ndarray, sites: Sequence[str | None], num_classes: int,
+                          balance: float = 1.0) -> np.ndarray:
+    """Per-image loss weights (mean 1): every class weighs the same, and within a class each site's share is
+    proportional to ``count ** (1 - balance)``.
+
+    ``balance`` 0 gives class-balanced weights only (a site counts by its number of images); 1 gives every
+    (site, class) group of a class the same weight, so ten images of a new site weigh as much as four hundred
+    of the old one. ``None`` (seed and imported images) is a site like any other.
+    """
+    if len(sites) != len(labels):
+        raise ValueError(f"{len(sites)} sites for {len(labels)} labels")
+    if not 0.0 <= balance <= 1.0:
+        raise ValueError(f"balance must lie in [0, 1], got {balance}")
+    class_weights(labels, num_classes)  # every class needs images
+    groups = Counter(zip(labels.tolist(), sites, strict=True))
+    shares: dict[tuple[int, str | None], float] = {}
+    for label in range(num_classes):
+        counts = {group: count for group, count in groups.items() if group[0] == label}
+        total = sum(count ** (1.0 - balance) for count in counts.values())
+        shares.update({group: count ** (1.0 - balance) / total for group, count in counts.items()})
+    per_group = {group: len(labels) / num_classes * share / groups[group] for group, share in shares.items()}
+    return np.array([per_group[group] for group in zip(labels.tolist(), sites, strict=True)], dtype=np.float32)

@@ -28,6 +28,7 @@ from training_job.serving_export import ExportReport, export_litert
 
 log = logging.getLogger(__name__)
 SOURCE = "training_job"
+ENERGY_PERCENTILES = 101
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,14 @@ def read_class_file(path: Path) -> list[str]:
 
 
 def import_model(settings: Settings, keras_file: Path, classes: list[str], *, version: str | None = None,
-                 tau_energy: float | None = None, tau_softmax: float | None = None) -> ImportedModel:
+                 tau_energy: float | None = None, tau_softmax: float | None = None,
+                 energy_quantiles: list[float] | None = None, review_rate: float | None = None) -> ImportedModel:
     """Register a user's `.keras` model: LiteRT export checked against Keras, artefacts to MinIO, a row with the
     artefact's content digest.
+
+    A trained candidate also brings the percentiles 0..100 of its calibration images' energies (written to the
+    artefact's thresholds and the row: the reference of drift checks) and the review rate measured on its test
+    split; a user's import has neither, and its row leaves them null.
 
     Importing the same content under the same name again is a no-op (the default version name is derived from
     the file's content); the same name with other content raises RegistryError, and nothing is uploaded.
@@ -63,8 +69,10 @@ def import_model(settings: Settings, keras_file: Path, classes: list[str], *, ve
     if tau_energy is None or tau_softmax is None:
         log.warning("no OOD thresholds given for %s: using the seeds' fallback (%s, %s)", version,
                     SEED_TAU_ENERGY, SEED_TAU_SOFTMAX)
+    if energy_quantiles is not None and len(energy_quantiles) != ENERGY_PERCENTILES:
+        raise RegistryError(f"expected {ENERGY_PERCENTILES} energy percentiles (0..100), got {len(energy_quantiles)}")
     info = ArtefactInfo(classes, SEED_TAU_ENERGY if tau_energy is None else tau_energy,
-                        SEED_TAU_SOFTMAX if tau_softmax is None else tau_softmax)
+                        SEED_TAU_SOFTMAX if tau_softmax is None else tau_softmax, energy_quantiles)
 
     Session = db_sessions(settings)
     with tempfile.TemporaryDirectory(prefix="wastex-model-") as staging:
@@ -87,6 +95,7 @@ def import_model(settings: Settings, keras_file: Path, classes: list[str], *, ve
     with Session.begin() as session:
         session.add(ModelVersion(version=version, artefact_uri=artefact_uri, classes=classes,
                                  tau_energy=info.tau_energy, tau_softmax=info.tau_softmax,
+                                 energy_quantiles=info.energy_quantiles, review_rate=review_rate,
                                  metrics={}, status="candidate", has_serving_export=report.exported,
                                  artefact_digest=digest))
     log.info("registered model %s (digest %s) at %s", version, digest, artefact_uri)

@@ -47,7 +47,6 @@ from schemas.events import Event, EventType
 from schemas.topics import DATASET_VERSIONS
 from training_job import run_events
 from training_job.candidate_run import CandidateRun, run_config
-from training_job.comparison import summary
 from training_job.run_store import INTERRUPTED, PASSING, RunStore
 
 log = logging.getLogger(__name__)
@@ -294,7 +293,7 @@ class TrainerService:
         if recorded:
             self._publish(run_events.completed(
                 run.run_id, run.dataset_version, model_version=outcome.model_version,
-                artefact_uri=outcome.artefact_uri, metrics=summary(comparison.candidate),
+                artefact_uri=outcome.artefact_uri, metrics=outcome.headline_metrics(),
                 baseline=outcome.baseline_event(), recommendation=str(outcome.verdict.recommendation),
                 reason=outcome.verdict.reason, per_class_deltas=comparison.deltas))
 

@@ -5,6 +5,10 @@
 2. Phase 2 unfreezes the top backbone blocks and fine-tunes them with the head, on the cached activations
    at the cut, at a lower learning rate.
 Both phases stop early on validation loss and keep their best weights; a time budget can end either.
+
+Every training image carries a loss weight (``site_balanced_weights``): classes weigh the same, and within a class
+a site with a few labelled images weighs as much as the seed images, so a new site's first labels move the model
+while the old site keeps its share. Augmented views also vary the floor and the light (``site_augmentation``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from rich.console import Console
 
 from schemas.model_artefact import CLASSES_FILE, KERAS_FILE
 from training_job.artefacts import CONFIG_FILE
+from training_job.calibration import HeadInputs, penultimate_features
 from training_job.callbacks import (
     BudgetedCosineDecay,
     EpochCallback,
@@ -36,7 +41,8 @@ from training_job.callbacks import (
 from training_job.classifier import build_classifier, grow_head, split_classifier
 from training_job.dataset_source import Dataset, DatasetError, ImageLoader, ImageReader
 from training_job.feature_cache import CachedOutputs, FrozenOutputs
-from training_job.input_pipeline import class_weights, frame_preprocessor, image_batches
+from training_job.input_pipeline import frame_preprocessor, image_batches, site_balanced_weights
+from training_job.site_augmentation import LookVariation
 
 HEAD_BATCH_SIZE = 64
 HEAD_PATIENCE = 5
@@ -59,6 +65,9 @@ class TrainConfig:
     patience: int = 3  # phase 2 epochs without a better validation loss before stopping
     time_budget_s: float | None = None  # wall time for the whole training, caching included
     caching_share: float = 0.45  # augmented views stop being added once this share of the budget is used
+    site_balance: float = 1.0  # 0: classes balanced only; 1: every (site, class) group of a class weighs the same
+    background_share: float = 0.5  # share of augmented views shown on a generated floor instead of a plain board
+    white_balance: float = 0.15  # augmented views scale each colour channel by a gain in [1 - this, 1 + this]
     seed: int = 0
 
 
@@ -71,6 +80,7 @@ class TrainedModel:
     timings: dict[str, float] = field(default_factory=dict)
     augmented_views: int = 0  # how many augmented views were cached within the budget
     stopped_by_deadline: bool = False
+    head_inputs: HeadInputs | None = None  # what the trained head reads, for out-of-fold calibration
 
 
 def base_model(from_model: Path) -> tuple[keras.Model, list[str], dict[str, Any]]:
@@ -99,12 +109,13 @@ def initial_model(dataset: Dataset, config: TrainConfig, from_model: Path | None
 
 
 def _one_hot_batches(inputs: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int,
-                     shuffle_seed: int | None = None) -> tf.data.Dataset:
-    dataset = tf.data.Dataset.from_tensor_slices((inputs, labels))
+                     shuffle_seed: int | None = None, sample_weights: np.ndarray | None = None) -> tf.data.Dataset:
+    weights = np.ones(len(labels), np.float32) if sample_weights is None else sample_weights
+    dataset = tf.data.Dataset.from_tensor_slices((inputs, labels, weights))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
     return (dataset.batch(batch_size)
-            .map(lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, num_classes)))
+            .map(lambda x, y, w: (tf.cast(x, tf.float32), tf.one_hot(y, num_classes), w))
             .prefetch(tf.data.AUTOTUNE))
 
 
@@ -138,17 +149,19 @@ def _cache_views(frozen: FrozenOutputs, batches: Callable[..., tf.data.Dataset],
     return CachedOutputs.concatenate(views)
 
 
-def _fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *,
-         batch_size: int, epochs: int, learning_rate: float, weights: dict[int, float], config: TrainConfig,
+def _fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *,
+         batch_size: int, epochs: int, learning_rate: float, num_classes: int, config: TrainConfig,
          callbacks: list[keras.callbacks.Callback]) -> None:
-    """Fit ``model`` on cached (inputs, labels) of the train split, validating on those of the val split."""
+    """Fit ``model`` on cached (inputs, labels, sample weights) of the train split, validating on (inputs, labels)
+    of the val split, unweighted."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), metrics=["accuracy"],
                   # Categorical (one-hot) because the sparse loss has no label smoothing.
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True,
                                                             label_smoothing=config.label_smoothing))
-    model.fit(_one_hot_batches(*train, len(weights), batch_size, config.seed),
-              validation_data=_one_hot_batches(*val, len(weights), 256),
-              epochs=epochs, class_weight=weights, shuffle=False, verbose=0, callbacks=callbacks)
+    inputs, labels, weights = train
+    model.fit(_one_hot_batches(inputs, labels, num_classes, batch_size, config.seed, weights),
+              validation_data=_one_hot_batches(*val, num_classes, 256),
+              epochs=epochs, shuffle=False, verbose=0, callbacks=callbacks)
 
 
 def train_classifier(dataset: Dataset, config: TrainConfig, loader: ImageLoader | None = None,
@@ -166,7 +179,8 @@ def train_classifier(dataset: Dataset, config: TrainConfig, loader: ImageLoader 
     keras.utils.set_random_seed(config.seed)
     model, classes, config = initial_model(dataset, config, from_model)
     train_uris, train_labels, val_uris, val_labels = _labelled_splits(dataset, classes)
-    weights = class_weights(train_labels, len(classes))
+    train_sites = [row.site for row in dataset.split("train")]  # in the order of train_uris
+    weights = site_balanced_weights(train_labels, train_sites, len(classes), config.site_balance)
     result = TrainedModel(model, classes, config)
 
     parts = split_classifier(model, config.trainable_blocks)
@@ -174,17 +188,21 @@ def train_classifier(dataset: Dataset, config: TrainConfig, loader: ImageLoader 
     preprocess = frame_preprocessor(int(model.input_shape[1]))
     val = frozen.run(image_batches(val_uris, val_labels, loader, preprocess, config.batch_size), "caching val")
     train = _cache_views(frozen, partial(image_batches, train_uris, train_labels, loader, preprocess,
-                                         config.batch_size), config,
+                                         config.batch_size, variation=LookVariation(config.background_share,
+                                                                                    config.white_balance)), config,
                          None if budget is None else started + config.caching_share * budget, result)
     result.timings["caching_s"] = time.monotonic() - started
     console.print(f"cached {len(train.labels)} training views ({len(train_uris)} images x "
                   f"{result.augmented_views + 1}) and {len(val.labels)} validation images in "
                   f"{result.timings['caching_s']:.0f} s")
 
+    # The cached views repeat the training images in order, so each view carries the images' weights.
+    view_weights = np.tile(weights, len(train.labels) // len(train_uris))
     phase_started = time.monotonic()
     stop = StopAtDeadline(fit_deadline)
-    _fit(parts.head, (train.features, train.labels), (val.features, val.labels), batch_size=HEAD_BATCH_SIZE,
-         epochs=config.head_epochs, learning_rate=config.head_learning_rate, weights=weights, config=config,
+    _fit(parts.head, (train.features, train.labels, view_weights), (val.features, val.labels),
+         batch_size=HEAD_BATCH_SIZE, epochs=config.head_epochs, learning_rate=config.head_learning_rate,
+         num_classes=len(classes), config=config,
          callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=HEAD_PATIENCE, restore_best_weights=True),
                     FitProgress("head", console), EpochLog("head", result.history, started, on_epoch), stop])
     result.timings["head_s"] = time.monotonic() - phase_started
@@ -192,9 +210,9 @@ def train_classifier(dataset: Dataset, config: TrainConfig, loader: ImageLoader 
     phase_started = time.monotonic()
     if config.finetune_epochs > 0 and not stop.stopped:
         steps = config.finetune_epochs * math.ceil(len(train.labels) / config.batch_size)
-        _fit(parts.top, (train.activations, train.labels), (val.activations, val.labels),
+        _fit(parts.top, (train.activations, train.labels, view_weights), (val.activations, val.labels),
              batch_size=config.batch_size, epochs=config.finetune_epochs,
-             learning_rate=config.finetune_learning_rate, weights=weights, config=config,
+             learning_rate=config.finetune_learning_rate, num_classes=len(classes), config=config,
              callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True),
                         BudgetedCosineDecay(config.finetune_learning_rate, steps, fit_deadline),
                         FitProgress("fine-tune", console), EpochLog("fine-tune", result.history, started, on_epoch),
@@ -202,6 +220,8 @@ def train_classifier(dataset: Dataset, config: TrainConfig, loader: ImageLoader 
     result.timings["finetune_s"] = time.monotonic() - phase_started
     result.timings["training_s"] = time.monotonic() - started
     result.stopped_by_deadline = stop.stopped
+    result.head_inputs = HeadInputs(penultimate_features(parts, train.activations[:len(train_uris)]), train_labels,
+                                    weights, penultimate_features(parts, val.activations), val.labels)
     model.trainable = True  # the saved model carries no training-time freezing
     return result
 
@@ -211,7 +231,7 @@ def config_document(trained: TrainedModel, dataset: Dataset, from_model: Path | 
     return {
         "training": asdict(trained.config),
         "classes": trained.classes,
-        "dataset": {"source": dataset.source, "images": dataset.counts(),
+        "dataset": {"source": dataset.source, "images": dataset.counts(), "sites": dataset.site_counts(),
                     "dropped_conflicting_digests": dataset.conflicting_digests},
         "from_model": None if from_model is None else str(from_model),
         "augmented_views_cached": trained.augmented_views,

@@ -1,11 +1,19 @@
-"""One training run end to end: train, calibrate the OOD thresholds, evaluate, write the model directory."""
+"""One training run end to end: train, calibrate the OOD thresholds, evaluate, write the model directory.
+
+The OOD thresholds are calibrated on the val split and the out-of-fold scores of the training images
+(``calibration``) to flag the review rate asked for (``evaluation.thresholds_for_review_rate``); the metrics report
+the share of the evaluated split they flag and the share of a set of non-waste photos (``ood_photos``) they catch.
+"""
 
 from __future__ import annotations
 
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 from rich.console import Console
 
@@ -17,11 +25,25 @@ from training_job.artefacts import (
     write_model_summary,
     write_training_log,
 )
+from training_job.calibration import out_of_fold_logits
 from training_job.callbacks import EpochCallback, stderr_console
+from training_job.classifier import head_layer
 from training_job.dataset_source import Dataset, ImageLoader
-from training_job.evaluation import calibrate_thresholds, classification_metrics, save_confusion_matrix_png
+from training_job.evaluation import (
+    classification_metrics,
+    energy_percentiles,
+    flagged,
+    ood_auroc,
+    save_confusion_matrix_png,
+    thresholds_for_review_rate,
+)
 from training_job.inference import predict_logits
+from training_job.ood_photos import build_ood_photo_set
 from training_job.trainer import TrainConfig, TrainedModel, config_document, train_classifier
+
+DEFAULT_REVIEW_RATE = 0.05
+# The OOD figures of metrics.json that the registry row and TrainingRunCompleted carry beside the summary.
+REVIEW_FIGURES = ("review_rate_target", "review_rate", "calibration_images", "ood_recall", "ood_auroc")
 
 
 @dataclass(frozen=True)
@@ -29,6 +51,7 @@ class RunResult:
     out_dir: Path
     classes: list[str]
     thresholds: Thresholds
+    energy_quantiles: list[float]  # percentiles 0..100 of the calibration images' energies
     metrics: dict[str, Any]  # the content of metrics.json
     logits: np.ndarray  # of the evaluated split's images, in the dataset's order
     trained: TrainedModel
@@ -36,8 +59,9 @@ class RunResult:
 
 def run_training(dataset: Dataset, out_dir: Path, config: TrainConfig, loader: ImageLoader | None = None,
                  from_model: Path | None = None, console: Console = stderr_console,
-                 on_epoch: EpochCallback | None = None) -> RunResult:
-    """Train on the train split; thresholds from the val split; metrics on the test split (val if none).
+                 on_epoch: EpochCallback | None = None, review_rate: float = DEFAULT_REVIEW_RATE) -> RunResult:
+    """Train on the train split; thresholds from the val split and out-of-fold training scores, flagging
+    ``review_rate`` of them; metrics on the test split (val if none).
 
     ``on_epoch`` is called after every training epoch (see ``train_classifier``).
     """
@@ -48,11 +72,12 @@ def run_training(dataset: Dataset, out_dir: Path, config: TrainConfig, loader: I
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir / KERAS_FILE)
 
-    # Calibrated on the saved model's own logits, so the thresholds fit exactly what will serve.
-    val_rows = dataset.split("val")
-    thresholds = calibrate_thresholds(predict_logits(model, [row.image for row in val_rows], loader,
-                                                     description="calibrating on val", console=console))
-    write_artefact_info(out_dir, ArtefactInfo(classes, thresholds.tau_energy, thresholds.tau_softmax))
+    started = time.monotonic()
+    calibration = calibration_logits(trained, [row.image for row in dataset.split("val")], loader, console)
+    thresholds = thresholds_for_review_rate(calibration, review_rate)
+    quantiles = energy_percentiles(calibration)
+    trained.timings["calibration_s"] = time.monotonic() - started
+    write_artefact_info(out_dir, ArtefactInfo(classes, thresholds.tau_energy, thresholds.tau_softmax, quantiles))
 
     split = "test" if dataset.split("test") else "val"
     rows = dataset.split(split)
@@ -62,6 +87,7 @@ def run_training(dataset: Dataset, out_dir: Path, config: TrainConfig, loader: I
     save_confusion_matrix_png(metrics, out_dir / CONFUSION_MATRIX_FILE, f"{split} split, {len(rows)} images")
     document = {"split": split, "images": len(rows), **metrics.to_json(),
                 "tau_energy": thresholds.tau_energy, "tau_softmax": thresholds.tau_softmax,
+                **review_figures(model, logits, thresholds, review_rate, len(calibration), console),
                 "training_s": round(trained.timings["training_s"], 2)}
     write_json(out_dir / METRICS_FILE, document)
     write_training_log(out_dir, trained.history)
@@ -69,4 +95,28 @@ def run_training(dataset: Dataset, out_dir: Path, config: TrainConfig, loader: I
     write_model_summary(out_dir, model)
     console.print(f"{split}: accuracy {metrics.accuracy:.4f}, macro-F1 {metrics.macro_f1:.4f} "
                   f"({len(rows)} images); model in {out_dir}")
-    return RunResult(out_dir, classes, thresholds, document, logits, trained)
+    return RunResult(out_dir, classes, thresholds, quantiles, document, logits, trained)
+
+
+def calibration_logits(trained: TrainedModel, val_uris: list[str], loader: ImageLoader | None,
+                       console: Console = stderr_console) -> np.ndarray:
+    """Logits of the calibration images: the val split's from the saved model, so the thresholds fit exactly what
+    will serve, then the training images' out-of-fold ones."""
+    val = predict_logits(trained.model, val_uris, loader, description="calibrating on val", console=console)
+    if trained.head_inputs is None:
+        return val
+    out_of_fold = out_of_fold_logits(trained.head_inputs, head_layer(trained.model), trained.config.label_smoothing,
+                                     seed=trained.config.seed)
+    return np.concatenate([val, out_of_fold])
+
+
+def review_figures(model: keras.Model, logits: np.ndarray, thresholds: Thresholds, review_rate: float,
+                   calibration_images: int, console: Console = stderr_console) -> dict[str, float | int]:
+    """What the thresholds cost and catch: the share of the evaluated images they flag (``review_rate``, against
+    ``review_rate_target``), and the share of non-waste photos (``ood_photos``) they flag (``ood_recall``)."""
+    with tempfile.TemporaryDirectory(prefix="wastex-ood-") as folder:
+        photos = [str(path) for path in build_ood_photo_set(Path(folder))]
+        ood_logits = predict_logits(model, photos, description="scoring non-waste photos", console=console)
+    return {"review_rate_target": review_rate, "review_rate": float(flagged(logits, thresholds).mean()),
+            "calibration_images": calibration_images, "ood_recall": float(flagged(ood_logits, thresholds).mean()),
+            "ood_auroc": ood_auroc(logits, ood_logits), "ood_images": len(photos)}

@@ -1,8 +1,10 @@
 """Delta dataset versions in PostgreSQL: a child stores only what changed against its parent.
 
 An image's state in a version is the entry nearest to it along the parent chain (stopping at a snapshot);
-the version's members are the images whose nearest entry is present. Creating a version looks up only the
-changed images in the parent chain and writes their rows, so its cost follows the change, not the dataset.
+the version's members are the images whose nearest entry is present. An image keeps its split and its site
+(where its camera captured it) along the chain; a relabelling without a site keeps the one it had. Creating a
+version looks up only the changed images in the parent chain and writes their rows, so its cost follows the
+change, not the dataset.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Member:
     label: str
     split: str
     object_key: str
+    site: str | None = None  # where the image was captured; None: a seed, registered or imported image
 
 
 @dataclass(frozen=True)
@@ -35,13 +38,15 @@ class Change:
     """What a version does to one image: label it (add or relabel) or, with `label=None`, remove it.
 
     A new image's split comes from its digest unless `split` names one (a registered train/val/test folder);
-    an image already in the dataset keeps its split.
+    an image already in the dataset keeps its split. `site` is where the image was captured (None: not known,
+    which keeps the site an existing image has).
     """
 
     sha256: str
     label: str | None
     object_key: str | None = None
     split: str | None = None
+    site: str | None = None
 
 
 @dataclass
@@ -83,7 +88,7 @@ def _nearest_entries(version_id: int, sha256s: Sequence[str] | None = None) -> S
     """Per image, its entry nearest to the version along the chain (present or not)."""
     chain = _chain(version_id)
     query = (select(DatasetEntry.sha256, DatasetEntry.present, DatasetEntry.label, DatasetEntry.split,
-                    DatasetEntry.object_key)
+                    DatasetEntry.object_key, DatasetEntry.site_id)
              .join(chain, chain.c.id == DatasetEntry.version_id)
              .ext(distinct_on(DatasetEntry.sha256))
              .order_by(DatasetEntry.sha256, chain.c.distance))
@@ -156,7 +161,8 @@ class VersionStore:
                 if old is None:
                     continue
                 _count(stats, old.label, old.split, -1)
-                rows.append({"sha256": sha256, "present": False, "label": None, "split": None, "object_key": None})
+                rows.append({"sha256": sha256, "present": False, "label": None, "split": None, "object_key": None,
+                             "site_id": None})
                 tally["removed"] += 1
                 continue
             if old is not None and old.label == change.label:
@@ -166,7 +172,8 @@ class VersionStore:
                 _count(stats, old.label, old.split, -1)
             _count(stats, change.label, split, +1)
             rows.append({"sha256": sha256, "present": True, "label": change.label, "split": split,
-                         "object_key": change.object_key or (old.object_key if old else None)})
+                         "object_key": change.object_key or (old.object_key if old else None),
+                         "site_id": change.site or (old.site_id if old else None)})
             tally["relabelled" if old is not None else "added"] += 1
         known = set() if base is None else set(base.stats["per_class"])
         version = DatasetVersion(name=name, parent_id=None if base is None else base.id, snapshot=base is None,
@@ -184,7 +191,7 @@ class VersionStore:
         """The full membership of a version, resolved along its delta chain, in sha256 order."""
         version = self.get(name)
         with self._sessions() as session:
-            return [Member(row.sha256, row.label, row.split, row.object_key)
+            return [Member(row.sha256, row.label, row.split, row.object_key, row.site_id)
                     for row in session.execute(_nearest_entries(version.id)) if row.present]
 
     def members_page(self, name: str, *, label: str | None = None, split: str | None = None, offset: int = 0,
@@ -199,7 +206,7 @@ class VersionStore:
         with self._sessions() as session:
             total = session.scalar(select(func.count()).select_from(query.subquery()))
             rows = session.execute(query.order_by(nearest.c.sha256).offset(offset).limit(limit))
-            return [Member(row.sha256, row.label, row.split, row.object_key) for row in rows], total
+            return [Member(row.sha256, row.label, row.split, row.object_key, row.site_id) for row in rows], total
 
     def lineage(self, name: str) -> list[DatasetVersion]:
         """The version and its ancestors, nearest first."""
@@ -226,7 +233,7 @@ class VersionStore:
             if members:
                 session.execute(insert(DatasetEntry), [
                     {"version_id": version.id, "sha256": m.sha256, "present": True, "label": m.label,
-                     "split": m.split, "object_key": m.object_key} for m in members])
+                     "split": m.split, "object_key": m.object_key, "site_id": m.site} for m in members])
             version.snapshot = True
 
     def diff(self, older: str, newer: str) -> VersionDiff:

@@ -59,6 +59,7 @@
     img.height = 180;
     link.append(img);
     const meta = element("div", "meta");
+    if (item.kind === "audit") meta.append(element("div", "kind-audit", "audit"));
     const predicted = element("div", "predicted");
     predicted.append(element("span", "muted", "predicted"), " ", element("strong", "", item.predicted_class));
     const numbers = element("div", "numbers");

@@ -37,11 +37,16 @@
       row.append(label, meter, value);
       return row;
     }));
+    const audit = item.kind === "audit";
+    document.getElementById("audit-note").hidden = !audit;
+    document.getElementById("audit-predicted").textContent = item.predicted_class;
+    document.getElementById("audit-confidence").textContent = item.confidence.toFixed(2);
+    document.getElementById("accept").firstChild.textContent = audit ? "Confirm " : "Accept prediction ";
     setText("predicted_class", item.predicted_class);
     setText("confidence", item.confidence.toFixed(4));
     setText("energy", item.energy.toFixed(4));
     setText("reason", item.reason);
-    setText("thresholds", `E > ${item.thresholds.tau_energy} or p < ${item.thresholds.tau_softmax}`);
+    setText("thresholds", audit ? "-" : `E > ${item.thresholds.tau_energy} or p < ${item.thresholds.tau_softmax}`);
     setText("model_version", item.model_version);
     setText("camera_id", item.camera_id);
     setText("site_id", item.site_id);

@@ -16,11 +16,28 @@ from infra.db import audit
 from infra.db.models import ReviewItem
 from review_ui import actions
 from review_ui.actions import ActionError, run_action
+from review_ui.audited_accuracy import (
+    AccuracyFilter,
+    counts_accuracy,
+    day_rows,
+    drift_marks,
+    figures_by_group,
+    site_reports,
+)
 from review_ui.class_registry import ClassNameError, ensure_class, list_classes
 from review_ui.counts_view import HISTORY_MINUTES
 from review_ui.imports import ImportRefused
 from review_ui.outbox import outbox_status
-from review_ui.queue import QueryError, QueueFilter, facets, item_document, neighbour, parse_paging, queue_page
+from review_ui.queue import (
+    QueryError,
+    QueueFilter,
+    facets,
+    item_document,
+    kind_counts,
+    neighbour,
+    parse_paging,
+    queue_page,
+)
 from review_ui.roles import admin_only
 from review_ui.security import csrf_token
 from review_ui.views.common import (
@@ -71,17 +88,20 @@ def session_info() -> Response:
 def list_ood() -> Response:
     """List OOD images (the review queue), filtered and paged.
 
-    Query: status (pending | labelled | discarded | all; default pending), camera, predicted (class),
-    since / until (ISO date-time, UTC unless an offset is given; on captured_at), sort (energy: most
-    uncertain first, default; newest), page (from 1), per_page (1-100, default 24).
-    Returns {"items": [item], "total", "page", "per_page", "pages", "facets": {"cameras", "predicted"}}.
+    Query: status (pending | labelled | discarded | all; default pending), kind (ood: flagged out of
+    distribution | audit: sampled in distribution for a check of the predicted class | all; default all), camera,
+    predicted (class), since / until (ISO date-time, UTC unless an offset is given; on captured_at), sort (energy:
+    most uncertain first, default; newest), page (from 1), per_page (1-100, default 24).
+    Returns {"items": [item], "total", "page", "per_page", "pages", "facets": {"cameras", "predicted"},
+    "kinds": {"all", "ood", "audit"} (how many items each kind would show with the other filters)}.
     """
     queue = QueueFilter.from_args(request.args)
     page, per_page = parse_paging(request.args)
     with services().sessions() as session:
         result = queue_page(session, queue, page, per_page)
         return jsonify(items=[item_document(item) for item in result.items], total=result.total, page=result.page,
-                       per_page=result.per_page, pages=result.pages, facets=facets(session))
+                       per_page=result.per_page, pages=result.pages, facets=facets(session),
+                       kinds=kind_counts(session, queue))
 
 
 def _item(session: Any, item_id: int) -> ReviewItem:
@@ -93,10 +113,10 @@ def _item(session: Any, item_id: int) -> ReviewItem:
 
 @blueprint.get("/ood/<int:item_id>")
 def get_ood(item_id: int) -> Response:
-    """One OOD image: metadata, top-5 probabilities, review status.
+    """One review item (OOD image or audit sample): metadata, top-5 probabilities, review status.
 
-    Returns item: {"id", "image", "image_url", "thumbnail_url", "camera_id", "site_id", "captured_at",
-    "flagged_at", "model_version", "predicted_class", "confidence", "energy", "reason", "thresholds",
+    Returns item: {"id", "kind" (ood | audit), "image", "image_url", "thumbnail_url", "camera_id", "site_id",
+    "captured_at", "flagged_at", "model_version", "predicted_class", "confidence", "energy", "reason", "thresholds",
     "top5": [{"class", "probability"}], "status", "label", "decided_by", "decided_at"}.
     """
     with services().sessions() as session:
@@ -148,7 +168,9 @@ def label_many() -> Response:
 def review_one(item_id: int) -> Response:
     """Mark reviewed: the operator confirms the predicted class. JSON {"action_id"}.
 
-    Emits LabelAssigned with the predicted class. Returns the same as /api/ood/<id>/label.
+    Emits LabelAssigned with the predicted class (an audit confirmation; a label with another class is an audit
+    correction). Every LabelAssigned of an item carries its site_id and review_kind (ood | audit).
+    Returns the same as /api/ood/<id>/label.
     """
     body = json_body()
     return action_response(run_action(services().sessions, actions.mark_reviewed, operator(),
@@ -216,11 +238,39 @@ def create_class() -> tuple[Response, int]:
 
 @blueprint.get("/counts")
 def counts() -> Response:
-    """Current totals per class and per camera, from the compacted counts.totals topic.
+    """Current totals per class and per camera, from the compacted counts.totals topic, with the audited accuracy.
 
-    Returns {"class": {name: count}, "camera": {id: count}, "as_of", "error"}.
+    Returns {"class": {name: count}, "camera": {id: count}, "as_of", "error", "accuracy": {"model_version" (the
+    serving model, null without one), "camera": {id: figures}, "site": {id: figures}}}; figures: {"audited",
+    "correct", "accuracy", "interval" [low, high] (95% Wilson), "scored", "ood", "ood_rate",
+    "silent_miscount_rate"}, over all days of the serving model; a figure without its inputs is null.
     """
-    return jsonify(services().counts.totals())
+    svc = services()
+    with svc.sessions() as session:
+        accuracy = counts_accuracy(session)
+    return jsonify({**svc.counts.totals(), "accuracy": accuracy})
+
+
+@blueprint.get("/accuracy")
+def accuracy() -> Response:
+    """Audited accuracy per site and camera (and per day), with OOD rate, silent miscounts and drift marks.
+
+    Query: since / until (days of capture, UTC, inclusive, like 2026-01-31), model (a model version; default all).
+    Returns {"sites": [{"site_id", "rows": [{"model_version", figures}], "cameras": [{"camera_id",
+    "model_version", figures, "drift": null or {"drifting", "since", "ood_rate", "energy_ks",
+    "median_energy_shift", "images", "checked_at", "model_version"}}]}], "days": [{"day", "site_id",
+    "camera_id", "model_version", figures}]}; figures as in /api/counts. An audit answer is correct when its
+    label is the predicted class (a discard is wrong).
+    """
+    try:
+        selection = AccuracyFilter.from_args(request.args)
+    except ValueError as error:
+        raise BadRequest(str(error)) from None
+    with services().sessions() as session:
+        groups = figures_by_group(session, selection)
+        reports = site_reports(groups, drift_marks(session))
+    return jsonify(sites=[{"site_id": r.site_id, "rows": r.rows, "cameras": r.cameras} for r in reports],
+                   days=day_rows(groups))
 
 
 @blueprint.get("/counts/history")

@@ -14,13 +14,13 @@ from infra.db.models import ImportedImage, ReviewItem
 from review_ui.class_registry import ClassNameError, ensure_class, list_classes
 from review_ui.imports import ImportRefused
 from review_ui.outbox import outbox_status
-from review_ui.queue import QueryError, QueueFilter, facets, item_document, parse_paging, queue_page
+from review_ui.queue import QueryError, QueueFilter, facets, item_document, kind_counts, parse_paging, queue_page
 from review_ui.roles import admin_only, is_admin, needs_admin
 from review_ui.views.common import class_document, import_uploads, operator, outbox_warning, services
 
 blueprint = Blueprint("pages", __name__)
 SHORTCUT_KEYS = "1234567890"
-API_ENDPOINT_PREFIXES = ("api.", "auth.api_", "images.")
+API_ENDPOINT_PREFIXES = ("api.", "auth.api_", "images.", "groups.api_")
 RECENT_IMPORTS = 20
 
 
@@ -59,6 +59,7 @@ def queue() -> tuple[str, int] | str:
         html = render_template(
             "queue.html", items=[item_document(item) for item in result.items], result=result,
             queue=queue_filter, filter_args=queue_filter.to_args(), facets=facets(session),
+            kinds=kind_counts(session, queue_filter),
             classes=_classes(session), error=error, outbox_warning=_outbox_banner(session))
     return (html, 400) if error else html
 

@@ -42,8 +42,8 @@ class VersionAnnouncer:
     def _write_manifest(self, name: str) -> tuple[str, str]:
         """(object key, sha256) of the version's manifest, written unless it is there already."""
         bucket = self._settings.bucket_datasets
-        rows = [ManifestRow(f"s3://{self._settings.bucket_images}/{m.object_key}", m.sha256, m.label, m.split)
-                for m in self._store.members(name)]
+        rows = [ManifestRow(f"s3://{self._settings.bucket_images}/{m.object_key}", m.sha256, m.label, m.split,
+                            m.site) for m in self._store.members(name)]
         data = manifest_bytes(rows)
         checksum = hashlib.sha256(data).hexdigest()
         key = manifest_key(name)

@@ -52,6 +52,7 @@ class VersionBuilder:
             row.event_id = event.event_id
             row.event_type = str(event.event_type)
             row.operator_id = event.payload["operator_id"]
+            row.site_id = event.payload.get("site_id")  # only LabelAssigned carries it, and not for imports
             row.log_partition, row.log_offset = position.partition, position.offset
             row.pending = True
             row.decided_at = parse_timestamp(event.occurred_at)
@@ -102,7 +103,7 @@ class VersionBuilder:
             parent = request.get("parent") or (active.name if active else None)
             version = self._store.create_in(
                 session, request.get("name") or self._next_name(session), parent,
-                [Change(row.sha256, row.label, row.object_key) for row in staged],
+                [Change(row.sha256, row.label, row.object_key, site=row.site_id) for row in staged],
                 created_by=request["requested_by"], notes=request.get("notes", ""),
                 request_id=request["request_id"])
             if staged:

@@ -99,6 +99,7 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
         ImageStore(minio_client(settings), settings.max_image_bytes),
         ImageLimits(settings.max_image_bytes, settings.max_image_pixels),
         settings.keep_sample_rate,
+        settings.audit_rate,
     ))
     degradation = Degradation()  # what this worker waits for (a store down): `/health/` says degraded and why
     holder = ModelHolder(settings, settings.scoring_batch_size, degradation)

@@ -2,7 +2,9 @@
 
 The three steps run where they belong: `prepare` (validate, fetch, decode) in the I/O pool, `infer` in
 the model's own thread, `route` anywhere. Outcome ids derive from the captured record, so a record scored
-again after a redelivery produces the same ids and consumers drop the repeat.
+again after a redelivery produces the same ids and consumers drop the repeat. A classified image that the
+content-hash rule picks for audit (infra.image_retention.audits_sample) says so, with its classes and
+probabilities, and is never handed to deletion: the review queue shows it to an operator.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from infra.image_retention import keeps_sample
+from infra.image_retention import audits_sample, keeps_sample
 from infra.retry import is_transient
 from schemas.codec import InvalidEvent, dead_letter_event, decode_event, new_event
 from schemas.events import DeadLetterReason, Event, EventType
@@ -25,6 +27,8 @@ from stream_apps.scoring.image_store import ImageStore
 from stream_apps.scoring.ood import judge
 
 SOURCE = "stream_apps.scoring"
+EMBEDDING_DIGITS = 4
+_POWERS_OF_TEN = np.array([float(f"1e{k}") for k in range(309)])  # exact decimal powers, as parsed
 _OUTCOME_IDS = uuid.UUID("5f0c1f1e-2b7a-4c55-9a43-3f1f1b0f6d21")
 
 
@@ -75,10 +79,12 @@ def dead_letter(record: CapturedRecord, reason: DeadLetterReason | None, error: 
 
 
 class BatchScorer:
-    def __init__(self, store: ImageStore, limits: ImageLimits, keep_rate: float = 0.0) -> None:
+    def __init__(self, store: ImageStore, limits: ImageLimits, keep_rate: float = 0.0,
+                 audit_rate: float = 0.0) -> None:
         self.store = store
         self._limits = limits
         self._keep_rate = keep_rate
+        self._audit_rate = audit_rate
 
     def _prepare_one(self, record: CapturedRecord, size: int) -> tuple[Event, np.ndarray] | Outcome:
         try:
@@ -115,15 +121,17 @@ class BatchScorer:
                 batch.pixels.append(result[1])
         return batch
 
-    def route(self, batch: PreparedBatch, logits: np.ndarray, model: ActiveModel) -> list[Outcome]:
+    def route(self, batch: PreparedBatch, logits: np.ndarray, model: ActiveModel,
+              embeddings: np.ndarray | None = None) -> list[Outcome]:
         """Outcomes in captured-offset order (counting relies on that order per partition)."""
         outcomes = list(batch.dead_letters)
-        for record, captured, row_logits, verdict in zip(batch.records, batch.events, logits,
-                                                         judge(logits, model.thresholds), strict=True):
-            outcomes.append(self._outcome(record, captured, row_logits, verdict, model))
+        rows = embeddings if embeddings is not None else [None] * len(batch.records)
+        for record, captured, row_logits, row_embedding, verdict in zip(
+                batch.records, batch.events, logits, rows, judge(logits, model.thresholds), strict=True):
+            outcomes.append(self._outcome(record, captured, row_logits, row_embedding, verdict, model))
         return sorted(outcomes, key=lambda o: (o.record.partition, o.record.offset))
 
-    def _outcome(self, record, captured, row_logits, verdict, model: ActiveModel) -> Outcome:
+    def _outcome(self, record, captured, row_logits, row_embedding, verdict, model: ActiveModel) -> Outcome:
         p = captured.payload
         common = {
             "image": {"bucket": p["bucket"], "object_key": p["object_key"], "sha256": p["sha256"]},
@@ -143,15 +151,37 @@ class BatchScorer:
                        "thresholds": {"tau_energy": model.thresholds.tau_energy,
                                       "tau_softmax": model.thresholds.tau_softmax},
                        "reason": verdict.ood_reason}
+            if row_embedding is not None:
+                payload["embedding"] = compact_embedding(row_embedding)
             event = new_event(EventType.IMAGE_FLAGGED_OOD, payload, SOURCE, event_id=outcome_id(record))
             return Outcome(Kind.OOD, event, record)
         payload = {**common, "captured_position": {"partition": record.partition, "offset": record.offset}}
+        audit = audits_sample(p["sha256"], self._audit_rate)
+        if audit:  # the review queue shows what the model saw; the image stays for the operator's answer
+            payload |= {"audit": True, "classes": model.classes,
+                        "probabilities": [float(v) for v in verdict.probabilities]}
+            if row_embedding is not None:
+                payload["embedding"] = compact_embedding(row_embedding)
         event = new_event(EventType.IMAGE_CLASSIFIED, payload, SOURCE, event_id=outcome_id(record))
-        keep = keeps_sample(p["sha256"], self._keep_rate)
+        keep = audit or keeps_sample(p["sha256"], self._keep_rate)
         return Outcome(Kind.CLASSIFIED, event, record, None if keep else (p["bucket"], p["object_key"]))
 
 
-def infer(model: ActiveModel, batch: PreparedBatch) -> np.ndarray:
+def compact_embedding(row: np.ndarray) -> list[float]:
+    """The embedding to 4 significant digits: grouping needs no more, and it keeps the event a few kB.
+
+    Vectorised (formatting 1280 numbers one by one costs milliseconds per image); dividing by an exact power of
+    ten rounds correctly, so each value is the float that its 4-digit decimal spelling parses to.
+    """
+    values = np.asarray(row, dtype=np.float64)
+    magnitude = np.floor(np.log10(np.abs(values), out=np.zeros_like(values), where=values != 0)).astype(int)
+    shift = EMBEDDING_DIGITS - 1 - magnitude
+    scale = _POWERS_OF_TEN[np.clip(np.abs(shift), 0, len(_POWERS_OF_TEN) - 1)]
+    return np.where(shift >= 0, np.round(values * scale) / scale, np.round(values / scale) * scale).tolist()
+
+
+def infer(model: ActiveModel, batch: PreparedBatch) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits and penultimate embeddings (None when the model's export has none) from one forward pass."""
     if not batch.records:
-        return np.zeros((0, len(model.classes)), dtype=np.float32)
-    return model.runtime.logits(batch.stacked())
+        return np.zeros((0, len(model.classes)), dtype=np.float32), None
+    return model.runtime.scores(batch.stacked())

@@ -39,8 +39,8 @@ class ScoringPipeline:
                 prepared = await upcoming
                 if index + 1 < len(chunks):
                     upcoming = loop.run_in_executor(None, prepare, chunks[index + 1])
-                logits = await loop.run_in_executor(self.model_thread, infer, model, prepared)
-                outcomes += self.scorer.route(prepared, logits, model)
+                logits, embeddings = await loop.run_in_executor(self.model_thread, infer, model, prepared)
+                outcomes += self.scorer.route(prepared, logits, model, embeddings)
         finally:
             if upcoming is not None and not upcoming.done():
                 # The batch failed (MinIO went away, say): the chunk being decoded is not needed any more.

@@ -55,3 +55,36 @@ def test_run_pages_show_the_verdict_changes_log_and_confusion_matrix(app: Flask,
     assert operator.get("/runs/run-nope/confusion-matrix.png").status_code == 404
     assert operator.get(f"/api/runs/{run_id}").json["status"] == "completed"
     assert app.test_client().get(f"/runs/{run_id}").status_code in (302, 401)  # no session
+
+
+def _run_with_metrics(isolated: Settings, metrics: dict) -> str:
+    run_id = f"run-ood-{uuid.uuid4().hex[:8]}"
+    with db_sessions(isolated).begin() as session:
+        session.add(TrainingRun(
+            run_id=run_id, dataset_version=f"v-{run_id}", request_event_id=str(uuid.uuid4()), attempt=1,
+            status="completed", config={}, finished_at=datetime.now(UTC), metrics=metrics, recommendation="promote",
+            reason="first model", model_version=run_id, promoted=True))
+    return run_id
+
+
+def test_the_run_page_shows_the_review_rate_and_ood_recall_of_the_thresholds(app: Flask, deployment: Settings) -> None:
+    run_id = _run_with_metrics(deployment, {
+        "accuracy": 0.9, "macro_f1": 0.88, "weighted_f1": 0.89, "split": "test", "review_rate_target": 0.05,
+        "review_rate": 0.0467, "calibration_images": 2280, "ood_recall": 0.7143, "ood_images": 126,
+        "ood_auroc": 0.9012})
+    operator = SignedIn(app, add_operator(deployment, f"runs-{uuid.uuid4().hex[:6]}"))
+
+    page = operator.get(f"/runs/{run_id}").text
+
+    assert ("OOD thresholds from 2280 in-distribution images send <strong>4.7%</strong> of the test split to review "
+            "(target 5.0%) and catch <strong>71.4%</strong> of 126 non-waste photos (energy AUROC 0.901)") in page
+
+
+def test_a_run_from_before_the_review_rate_calibration_shows_no_review_figures(app: Flask,
+                                                                               deployment: Settings) -> None:
+    run_id = _run_with_metrics(deployment, {"accuracy": 0.9, "macro_f1": 0.88, "weighted_f1": 0.89})
+    operator = SignedIn(app, add_operator(deployment, f"runs-{uuid.uuid4().hex[:6]}"))
+
+    page = operator.get(f"/runs/{run_id}").text
+
+    assert "<strong>promote</strong>" in page and 'id="ood-figures"' not in page

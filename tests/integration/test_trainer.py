@@ -4,6 +4,7 @@ a trainer killed mid-run and started again retries the request instead of losing
 from __future__ import annotations
 
 import io
+import json
 import signal
 import subprocess
 import sys
@@ -17,11 +18,12 @@ import numpy as np
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from PIL import Image
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from infra.clients import db_sessions, minio_client
 from infra.db.dataset_versions import VersionStore
-from infra.db.models import TrainingRun
+from infra.db.models import ModelVersion, TrainingRun
 from infra.db.registry import production_model
 from infra.deployment import environment
 from infra.kafka_security import confluent_config
@@ -30,6 +32,7 @@ from infra.settings import Settings
 from infra.topic_reader import TopicReader
 from schemas.codec import encode, new_event
 from schemas.events import Event, EventType
+from schemas.model_artefact import THRESHOLDS_FILE
 from schemas.topics import DATASET_VERSIONS
 from stream_apps.builder.announcer import VersionAnnouncer
 from stream_apps.builder.registration import SeedRegistrar
@@ -199,6 +202,32 @@ def test_a_new_version_trains_registers_and_auto_promotes_the_first_model(deploy
     assert sorted(e.payload["reason"] for e in letters) == ["malformed_event", "schema_invalid"]
     assert {e.payload["service"] for e in letters} == {"training_job"}
     assert first_run.committed == 4
+
+
+def test_the_registered_model_carries_its_energy_reference_and_review_rate(deployment: Settings,
+                                                                         first_run: FirstRun) -> None:
+    run = first_run.run
+    assert run.metrics["review_rate_target"] == deployment.review_rate == 0.05
+    assert run.metrics["calibration_images"] == 2 * (PER_SPLIT["val"] + PER_SPLIT["train"])
+    assert 0.0 <= run.metrics["ood_recall"] <= 1.0 and run.config["review_rate"] == 0.05
+
+    with db_sessions(deployment)() as session:
+        row = session.scalars(select(ModelVersion).where(ModelVersion.version == run.run_id)).one()
+    assert len(row.energy_quantiles) == 101 and row.energy_quantiles == sorted(row.energy_quantiles)
+    assert row.review_rate == pytest.approx(run.metrics["review_rate"])
+    assert row.metrics["ood_recall"] == pytest.approx(run.metrics["ood_recall"])
+    stored = minio_client(deployment).get_object(deployment.bucket_models, f"{run.run_id}/{THRESHOLDS_FILE}")
+    try:
+        assert json.loads(stored.read())["energy_quantiles"] == row.energy_quantiles  # what the workers load
+    finally:
+        stored.close()
+        stored.release_conn()
+
+    (completed,) = [e.payload for e in _events(deployment, "training.runs", {run.run_id})
+                    if e.event_type is EventType.TRAINING_RUN_COMPLETED]
+    assert completed["metrics"]["review_rate"] == pytest.approx(run.metrics["review_rate"])
+    assert completed["metrics"]["calibration_images"] == run.metrics["calibration_images"]
+    assert completed["metrics"]["ood_recall"] == pytest.approx(run.metrics["ood_recall"])
 
 
 def test_a_trainer_killed_mid_run_leaves_a_failed_attempt_and_the_restart_completes_the_request(

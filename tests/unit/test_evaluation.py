@@ -1,4 +1,4 @@
-"""Classification metrics, the confusion-matrix PNG, OOD calibration and AUROC on cases known by hand."""
+"""Classification metrics, the confusion-matrix PNG, OOD calibration to a review rate and AUROC, on known cases."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import pytest
 from PIL import Image
 
 from schemas.ood_scores import energy_score, max_softmax
+from stream_apps.scoring.ood import judge
 from training_job.evaluation import (
     ClassificationMetrics,
-    calibrate_thresholds,
     classification_metrics,
+    energy_percentiles,
+    flagged,
     ood_auroc,
     save_confusion_matrix_png,
+    thresholds_for_review_rate,
 )
 
 CLASSES = ["glass", "paper", "metal"]
@@ -102,33 +105,74 @@ def in_distribution_logits(rng: np.random.Generator, count: int) -> np.ndarray:
     return logits
 
 
-def test_calibration_keeps_the_requested_share_inside_both_thresholds() -> None:
-    logits = in_distribution_logits(np.random.default_rng(7), 1000)
-
-    thresholds = calibrate_thresholds(logits, coverage=0.95)
-
-    assert np.mean(energy_score(logits) <= thresholds.tau_energy) == pytest.approx(0.95, abs=1 / 1000)
-    assert np.mean(max_softmax(logits) >= thresholds.tau_softmax) == pytest.approx(0.95, abs=1 / 1000)
+def gaussian_logits(rng: np.random.Generator, count: int, classes: int = 6) -> np.ndarray:
+    return rng.normal(0.0, 2.0, size=(count, classes))
 
 
-def test_higher_coverage_loosens_both_thresholds() -> None:
-    logits = in_distribution_logits(np.random.default_rng(8), 500)
+@pytest.mark.parametrize("review_rate", [0.01, 0.05, 0.2])
+def test_the_thresholds_flag_the_review_rate_of_ten_thousand_gaussian_logit_rows(review_rate: float) -> None:
+    logits = gaussian_logits(np.random.default_rng(11), 10_000)
 
-    strict, loose = calibrate_thresholds(logits, coverage=0.8), calibrate_thresholds(logits, coverage=0.99)
+    thresholds = thresholds_for_review_rate(logits, review_rate)
 
-    assert loose.tau_energy > strict.tau_energy
-    assert loose.tau_softmax < strict.tau_softmax
-
-
-@pytest.mark.parametrize("coverage", [0.0, 1.0, -0.1, 1.5])
-def test_calibration_refuses_a_coverage_outside_zero_one(coverage: float) -> None:
-    with pytest.raises(ValueError, match="coverage"):
-        calibrate_thresholds(np.zeros((10, 3)), coverage=coverage)
+    assert np.mean(flagged(logits, thresholds)) == pytest.approx(review_rate, abs=0.005)
+    # Both rules take part: each alone flags less than the union, and at least a third of the rate.
+    energy_share = np.mean(energy_score(logits) > thresholds.tau_energy)
+    softmax_share = np.mean(max_softmax(logits) < thresholds.tau_softmax)
+    assert review_rate / 3 < energy_share <= review_rate and review_rate / 3 < softmax_share <= review_rate
 
 
-def test_calibration_refuses_empty_logits() -> None:
+def test_the_thresholds_flag_the_review_rate_of_a_small_val_set_plus_out_of_fold_scores() -> None:
+    rng = np.random.default_rng(12)
+    calibration = np.concatenate([in_distribution_logits(rng, 17), in_distribution_logits(rng, 400) - 0.5])
+
+    thresholds = thresholds_for_review_rate(calibration, 0.05)
+
+    # Never above the rate; below it by at most the two images one level step can add (one per rule).
+    assert 0.05 - 2 / len(calibration) <= np.mean(flagged(calibration, thresholds)) <= 0.05
+    # What they cost on images the calibration never saw, from the same distribution:
+    unseen = np.concatenate([in_distribution_logits(rng, 4000), in_distribution_logits(rng, 4000) - 0.5])
+    assert np.mean(flagged(unseen, thresholds)) == pytest.approx(0.05, abs=0.02)
+
+
+def test_a_higher_review_rate_tightens_both_thresholds_and_zero_flags_nothing() -> None:
+    logits = in_distribution_logits(np.random.default_rng(13), 500)
+
+    none, few, many = (thresholds_for_review_rate(logits, rate) for rate in (0.0, 0.02, 0.2))
+
+    assert not flagged(logits, none).any()
+    assert many.tau_energy < few.tau_energy <= none.tau_energy
+    assert many.tau_softmax > few.tau_softmax >= none.tau_softmax
+
+
+@pytest.mark.parametrize("review_rate", [-0.1, 1.5])
+def test_the_rule_refuses_a_review_rate_outside_zero_one(review_rate: float) -> None:
+    with pytest.raises(ValueError, match="review_rate"):
+        thresholds_for_review_rate(np.zeros((10, 3)), review_rate)
+
+
+def test_the_rule_refuses_empty_logits() -> None:
     with pytest.raises(ValueError):
-        calibrate_thresholds(np.zeros((0, 3)))
+        thresholds_for_review_rate(np.zeros((0, 3)), 0.05)
+
+
+def test_the_calibration_flags_what_the_scoring_workers_flag() -> None:
+    logits = gaussian_logits(np.random.default_rng(14), 300, classes=4)
+    thresholds = thresholds_for_review_rate(logits, 0.1)
+
+    assert flagged(logits, thresholds).tolist() == [verdict.is_ood for verdict in judge(logits, thresholds)]
+
+
+def test_energy_percentiles_are_101_monotone_values_from_the_lowest_to_the_highest_energy() -> None:
+    logits = in_distribution_logits(np.random.default_rng(15), 250)
+
+    percentiles = energy_percentiles(logits)
+
+    assert len(percentiles) == 101 and all(isinstance(value, float) for value in percentiles)
+    assert np.all(np.diff(percentiles) >= 0) and np.diff(percentiles).sum() > 0
+    energies = energy_score(logits)
+    assert percentiles[0] == pytest.approx(energies.min()) and percentiles[100] == pytest.approx(energies.max())
+    assert percentiles[50] == pytest.approx(np.median(energies))
 
 
 def test_auroc_is_one_when_ood_images_have_clearly_higher_energy() -> None:

@@ -23,7 +23,7 @@ from training_job.artefacts import (
 )
 from training_job.cli import evaluate
 from training_job.dataset_source import load_dataset
-from training_job.evaluation import calibrate_thresholds
+from training_job.evaluation import flagged
 from training_job.inference import predict_logits
 from training_job.ood_photos import build_ood_photo_set
 from training_job.serving_export import export_litert
@@ -32,6 +32,7 @@ from training_job.training_run import RunResult, run_training
 
 CLASSES = ["cardboard", "glass", "metal"]
 PER_SPLIT = {"train": 20, "val": 8, "test": 16}
+REVIEW_RATE = 0.1
 TINY = TrainConfig(batch_size=16, augmented_views=1, trainable_blocks=1, head_epochs=10, finetune_epochs=1)
 
 
@@ -42,7 +43,8 @@ def tiny_slice(trashnet: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunResult]:
-    yield run_training(load_dataset(tiny_slice), tmp_path_factory.mktemp("run") / "model", TINY)
+    yield run_training(load_dataset(tiny_slice), tmp_path_factory.mktemp("run") / "model", TINY,
+                       review_rate=REVIEW_RATE)
 
 
 def test_tiny_run_beats_chance_on_its_test_split(tiny_run: RunResult) -> None:
@@ -79,14 +81,26 @@ def test_saved_model_loads_without_custom_objects_and_emits_logits(tiny_run: Run
                                rtol=1e-4, atol=1e-4)
 
 
-def test_thresholds_are_calibrated_on_val_and_travel_with_the_model(tiny_run: RunResult, tiny_slice: Path) -> None:
+def test_thresholds_and_the_energy_reference_travel_with_the_model(tiny_run: RunResult) -> None:
     info = read_artefact_info(tiny_run.out_dir)
-    assert info == ArtefactInfo(CLASSES, tiny_run.thresholds.tau_energy, tiny_run.thresholds.tau_softmax)
-    model = keras.models.load_model(tiny_run.out_dir / KERAS_FILE, compile=False)
-    val_logits = predict_logits(model, [row.image for row in load_dataset(tiny_slice).split("val")])
-    recalibrated = calibrate_thresholds(val_logits)
-    assert info.tau_energy == pytest.approx(recalibrated.tau_energy, abs=1e-4)
-    assert info.tau_softmax == pytest.approx(recalibrated.tau_softmax, abs=1e-5)
+    assert info == ArtefactInfo(CLASSES, tiny_run.thresholds.tau_energy, tiny_run.thresholds.tau_softmax,
+                                tiny_run.energy_quantiles)
+    quantiles = info.energy_quantiles
+    assert len(quantiles) == 101 and np.all(np.diff(quantiles) >= 0)
+    # The energy rule alone flags at most the review rate of the calibration images.
+    assert quantiles[100 - round(100 * REVIEW_RATE)] <= info.tau_energy <= quantiles[100]
+
+
+def test_the_thresholds_come_from_val_and_out_of_fold_training_scores_and_report_what_they_cost(
+        tiny_run: RunResult) -> None:
+    metrics = tiny_run.metrics
+    assert metrics["calibration_images"] == 3 * (PER_SPLIT["val"] + PER_SPLIT["train"])
+    assert metrics["review_rate_target"] == REVIEW_RATE
+    flagged_test = flagged(tiny_run.logits, tiny_run.thresholds)
+    assert metrics["review_rate"] == pytest.approx(flagged_test.mean())
+    assert 0.0 <= metrics["ood_recall"] <= 1.0 and metrics["ood_images"] >= 14 and 0.0 <= metrics["ood_auroc"] <= 1.0
+    assert json.loads((tiny_run.out_dir / "metrics.json").read_text())["ood_recall"] == metrics["ood_recall"]
+    assert tiny_run.trained.timings["calibration_s"] < 60
 
 
 def test_the_model_exports_to_litert(tiny_run: RunResult, tmp_path: Path) -> None:

@@ -1,0 +1,81 @@
+"""Augmentation that varies what differs between sites: the floor behind the object and the light.
+
+TrashNet-like photos show one object on a bright plain board; another site shows it on its own floor under its
+own light. A view may get its plain background (the bright, low-colour region connected to the frame's border,
+so a white object in the middle keeps its pixels) replaced by a procedurally generated floor, and a white-balance
+shift (a random gain per channel). Floors are made from seeded noise, never from photographs, so no benchmark's
+floor can leak into training. Everything is stateless and seeded: the same seed gives the same view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+MASK_SIZE = 56  # the background is found at this resolution: cheap, and fine enough for a soft edge
+MAX_CHROMA = 0.14 * 255  # max - min channel of a plain (grey or white) pixel
+RELATIVE_BRIGHTNESS = 0.72  # a background pixel is at least this share of the frame's bright end
+MASK_COVER = (0.15, 0.95)  # a found background outside this share of the frame is not trusted
+NOISE_SCALES = ((4, 1.0), (16, 0.6), (56, 0.35))  # (grid size, weight) of the floor's noise octaves
+
+
+@dataclass(frozen=True)
+class LookVariation:
+    """How augmented views vary the look of a site; zeros turn a variation off."""
+
+    background_share: float = 0.5  # share of augmented views whose plain background becomes a generated floor
+    white_balance: float = 0.15  # each channel's gain is drawn from [1 - this, 1 + this]
+
+
+SAME_LOOK = LookVariation(0.0, 0.0)
+
+
+def plain_background(frame: tf.Tensor) -> tf.Tensor:
+    """(h, w, 1) in [0, 1]: the bright plain region of ``frame`` (float RGB in [0, 255]) reachable from its border."""
+    size = tf.shape(frame)[:2]
+    small = tf.image.resize(frame[tf.newaxis], (MASK_SIZE, MASK_SIZE), method="area")[0]
+    brightness = tf.reduce_mean(small, axis=-1)
+    chroma = tf.reduce_max(small, axis=-1) - tf.reduce_min(small, axis=-1)
+    bright_end = tf.sort(tf.reshape(brightness, [-1]))[int(0.95 * MASK_SIZE * MASK_SIZE)]
+    plain = tf.cast((chroma < MAX_CHROMA) & (brightness > RELATIVE_BRIGHTNESS * bright_end), tf.float32)
+    border = tf.pad(tf.zeros((MASK_SIZE - 2, MASK_SIZE - 2)), [[1, 1], [1, 1]], constant_values=1.0)
+    reached = (plain * border)[tf.newaxis, ..., tf.newaxis]
+    plain = plain[tf.newaxis, ..., tf.newaxis]
+    for _ in range(MASK_SIZE // 2):  # grow from the border through plain pixels only (a geodesic dilation)
+        reached = tf.nn.max_pool2d(reached, 3, 1, "SAME") * plain
+    soft = tf.nn.avg_pool2d(reached, 3, 1, "SAME")
+    return tf.image.resize(soft, size, method="bilinear")[0]
+
+
+def generated_floor(size: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """A (h, w, 3) floor in [0, 255]: a tinted grey level, octaves of smooth noise and a light gradient."""
+    seeds = tf.random.experimental.stateless_split(seed, len(NOISE_SCALES) + 4)
+    level = tf.random.stateless_uniform([], seeds[0], 50.0, 190.0)
+    tint = tf.random.stateless_uniform([3], seeds[1], -25.0, 25.0)
+    amplitude = tf.random.stateless_uniform([], seeds[2], 8.0, 40.0)
+    floor = tf.zeros(tf.concat([size, [1]], 0))
+    for octave, (grid, weight) in enumerate(NOISE_SCALES):
+        noise = tf.random.stateless_normal((1, grid, grid, 1), seeds[4 + octave])
+        floor += weight * tf.image.resize(noise, size, method="bilinear")[0]
+    direction = tf.random.stateless_uniform([2], seeds[3], -1.0, 1.0)
+    rows = tf.linspace(-1.0, 1.0, size[0])[:, tf.newaxis, tf.newaxis]
+    columns = tf.linspace(-1.0, 1.0, size[1])[tf.newaxis, :, tf.newaxis]
+    gradient = 20.0 * (direction[0] * rows + direction[1] * columns)
+    return tf.clip_by_value(level + tint + amplitude * floor + gradient, 0.0, 255.0)
+
+
+def vary_look(frame: tf.Tensor, seed: tf.Tensor, variation: LookVariation) -> tf.Tensor:
+    """``frame`` (float RGB in [0, 255]) maybe on a generated floor, then with a random per-channel gain."""
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    if variation.background_share > 0:
+        mask = plain_background(frame)
+        cover = tf.reduce_mean(mask)
+        replace = ((tf.random.stateless_uniform([], seeds[0]) < variation.background_share)
+                   & (cover > MASK_COVER[0]) & (cover < MASK_COVER[1]))
+        floor = generated_floor(tf.shape(frame)[:2], seeds[1])
+        frame = tf.where(replace, mask * floor + (1.0 - mask) * frame, frame)
+    if variation.white_balance > 0:
+        gain = tf.random.stateless_uniform([3], seeds[2], 1.0 - variation.white_balance, 1.0 + variation.white_balance)
+        frame = frame * gain
+    return tf.clip_by_value(frame, 0.0, 255.0)
