@@ -2,7 +2,7 @@
 
 A quarter of TrashNet's photos (chosen by a hash of their digest, so every run picks the same) is set aside for
 the second site and never seen by the first site's model; the rest is the first site, as it is (linked, not
-copied). The second site's photos are those quarter re-shot by ``newsite_look``; per class, the first
+copied). The second site's photos are those quarter re-shot by ``producers.site_look``; per class, the first
 ``labels`` in an order of their own (a hash of the digest, not the digest: the digest decides the split, and its
 smallest values are all train) are labelled through the loop, the others are held out for scoring.
 """
@@ -13,8 +13,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.newsite_look import second_site_photo
 from producers.image_sources import folder_images
+from producers.site_look import second_site_photo
 from schemas.dataset_manifest import split_for_digest
 
 SECOND_SITE_SHARE = 4  # one photo in this many goes to the second site

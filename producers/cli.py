@@ -25,19 +25,24 @@ notes = Console(soft_wrap=True, stderr=True)  # what a script capturing a comman
               help="Images per second over all cameras (0: as fast as possible).")
 @click.option("--count", default=100, show_default=True, type=click.IntRange(min=1), help="Images to send.")
 @click.option("--site", "site_id", default="site-1", show_default=True, help="Site id of the cameras.")
-def produce(source: str, cameras: int, rate: float, count: int, site_id: str) -> None:
+@click.option("--camera-prefix", default="cam", show_default=True, help="Camera ids are <prefix>-1 ... <prefix>-N.")
+@click.option("--look", type=click.Choice(["as-is", "floor"]), default="as-is", show_default=True,
+              help="'floor': each photo re-shot as another site's camera sees it (object on a textured floor, "
+                   "warm light, tilted view).")
+def produce(source: str, cameras: int, rate: float, count: int, site_id: str, camera_prefix: str, look: str) -> None:
     """Simulate cameras: put each image in MinIO (captures/<sha256>.<ext>), then produce ImageCaptured."""
     from infra.clients import minio_client
     from infra.publisher import EventPublisher
     from producers.camera_simulator import CameraSimulator
     from producers.capture import CaptureSink
-    from producers.image_sources import folder_source, synthetic_source
+    from producers.image_sources import floor_look_source, folder_source, synthetic_source
     from producers.upload_checks import UploadRefused, check_identifier
 
     try:
         check_identifier("site_id", site_id)
+        check_identifier("camera_id", f"{camera_prefix}-{cameras}")
     except UploadRefused as refusal:
-        raise click.BadParameter(refusal.message, param_hint="--site") from None
+        raise click.BadParameter(refusal.message, param_hint="--site or --camera-prefix") from None
     settings = load_settings()
     if source == "synthetic":
         images = synthetic_source(seed=uuid.uuid4().int % 1_000_000)
@@ -45,8 +50,10 @@ def produce(source: str, cameras: int, rate: float, count: int, site_id: str) ->
         images = folder_source(Path(source))
     else:
         raise click.BadParameter(f"{source!r} is neither a folder nor 'synthetic'", param_hint="--source")
+    if look == "floor":
+        images = floor_look_source(images)
     sink = CaptureSink(minio_client(settings), settings.bucket_images, EventPublisher(settings))
-    simulator = CameraSimulator(sink, cameras, site_id)
+    simulator = CameraSimulator(sink, cameras, site_id, camera_prefix)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         task = progress.add_task("capturing", total=count)

@@ -29,6 +29,14 @@ def folder_source(folder: Path) -> Iterator[tuple[bytes, str]]:
         yield path.read_bytes(), CONTENT_TYPES[path.suffix.lower().lstrip(".")]
 
 
+def floor_look_source(images: Iterator[tuple[bytes, str]], seed: int = 0) -> Iterator[tuple[bytes, str]]:
+    """The images as a camera at another site sees them (`producers.site_look`): always JPEG."""
+    from producers.site_look import second_site_photo
+
+    for data, _ in images:
+        yield second_site_photo(data, seed), "image/jpeg"
+
+
 def synthetic_image(seed: int, size: tuple[int, int] = (384, 288)) -> bytes:
     """A unique JPEG: a noisy background with a few coloured shapes, like an object on a belt."""
     rng = np.random.default_rng(seed)

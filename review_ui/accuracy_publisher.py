@@ -11,25 +11,20 @@ also recognisable by id. Passing failures (PostgreSQL or Kafka down) are waited 
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
-from collections.abc import Callable
-from typing import TypeVar
 
 from sqlalchemy.orm import sessionmaker
 
-from infra.publisher import EventPublisher
-from infra.retry import Backoff, Degradation, retry_transient
+from infra.retry import Degradation
 from infra.settings import Settings
 from review_ui.audited_accuracy import Figures, current_figures, serving_model
+from review_ui.background_loop import RESTART_DELAY_S, BackgroundLoop
 from schemas.codec import new_event
 from schemas.events import Event, EventType, utc_now
 
 log = logging.getLogger(__name__)
 SOURCE = "review_ui"
 _EVENT_IDS = uuid.UUID("3b1f7c44-8d2e-4f0a-9c6b-5e7d2a1f0b93")
-RESTART_DELAY_S = 5.0
-T = TypeVar("T")
 
 
 def accuracy_event(scope: str, key: str, model_version: str, figures: Figures) -> Event:
@@ -41,21 +36,14 @@ def accuracy_event(scope: str, key: str, model_version: str, figures: Figures) -
                      event_id=str(uuid.uuid5(_EVENT_IDS, identity)))
 
 
-class AccuracyPublisher:
+class AccuracyPublisher(BackgroundLoop):
     """A background loop in the UI process; `publish_changed` is one round (tests call it directly)."""
 
-    def __init__(self, settings: Settings, sessions: sessionmaker, degradation: Degradation | None = None) -> None:
-        self._settings = settings
-        self._sessions = sessions
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._publisher: EventPublisher | None = None
-        self._published: dict[str, tuple[str, int, int, int, int]] = {}  # "<scope>:<key>" -> what it said
-        self.degradation = degradation or Degradation()
+    thread_name = "accuracy-publisher"
 
-    def _retrying(self, work: Callable[[], T], what: str) -> T:
-        return retry_transient(work, what=what, degradation=self.degradation, stop=self._stop,
-                               backoff=Backoff(cap_s=self._settings.retry_max_delay_s))
+    def __init__(self, settings: Settings, sessions: sessionmaker, degradation: Degradation | None = None) -> None:
+        super().__init__(settings, sessions, degradation)
+        self._published: dict[str, tuple[str, int, int, int, int]] = {}  # "<scope>:<key>" -> what it said
 
     def _changed(self) -> list[Event]:
         with self._sessions() as session:
@@ -71,21 +59,10 @@ class AccuracyPublisher:
                     events.append(accuracy_event(scope, key, model, figures))
         return events
 
-    def _send(self, events: list[Event]) -> None:
-        self._publisher = self._publisher or EventPublisher(self._settings)
-        try:
-            for event in events:
-                self._publisher.publish(event)
-            self._publisher.flush()
-        except Exception:
-            self._publisher = None  # a fresh producer next time: nothing left over from the outage
-            raise
-
     def publish_changed(self) -> int:
         """Publish the sites and cameras whose figures changed; returns how many were published."""
         events = self._retrying(self._changed, "audited accuracy (PostgreSQL)")
-        if events:
-            self._retrying(lambda: self._send(events), "audited accuracy (Kafka)")
+        self._publish(events, "audited accuracy (Kafka)")
         for event in events:
             p = event.payload
             self._published[f"{p['scope']}:{p['key']}"] = (p["model_version"], p["audited"], p["correct"],
@@ -103,13 +80,3 @@ class AccuracyPublisher:
                 self._stop.wait(RESTART_DELAY_S)
                 continue
             self._stop.wait(self._settings.accuracy_publish_interval_s)
-
-    def start(self) -> AccuracyPublisher:
-        self._thread = threading.Thread(target=self.run, name="accuracy-publisher", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=15)

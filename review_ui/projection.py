@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import uuid
-from collections.abc import Callable, Iterable
-from typing import TypeVar
+from collections.abc import Iterable
 
 from confluent_kafka import Consumer, Message
 from sqlalchemy.dialects.postgresql import insert
@@ -24,9 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from infra.clients import kafka_consumer
 from infra.db.models import ReviewItem
 from infra.image_retention import lock_image
-from infra.publisher import EventPublisher
-from infra.retry import Backoff, Degradation, retry_transient
+from infra.retry import Degradation
 from infra.settings import Settings
+from review_ui.background_loop import ConsumerLoop
 from review_ui.class_registry import register_classes
 from schemas.codec import InvalidEvent, dead_letter_event, decode_event
 from schemas.events import DeadLetterReason, Event, EventType, parse_timestamp
@@ -35,9 +33,7 @@ from schemas.topics import IMAGES_CLASSIFIED, IMAGES_OOD
 log = logging.getLogger(__name__)
 SERVICE = "review_ui"
 BATCH = 200
-RESTART_DELAY_S = 5.0
 _DEAD_LETTER_IDS = uuid.UUID("5d0c7b7e-2f4a-4d61-9a53-8c1e0b6f4a27")
-T = TypeVar("T")
 PROJECTING = "review-queue projection (PostgreSQL)"  # what the projection waits for, in the log and /health
 
 
@@ -103,7 +99,7 @@ def project(session: Session, events: Iterable[Event]) -> int:
     return new
 
 
-class OodProjector:
+class OodProjector(ConsumerLoop):
     """Consumes images.ood and images.classified in a consumer group (several UI processes share the partitions).
 
     A passing failure (PostgreSQL or Kafka down) holds the batch: it is tried again with capped backoff, nothing
@@ -112,38 +108,20 @@ class OodProjector:
     database's message, and the rest are projected and committed.
     """
 
+    thread_name = "ood-projection"
+    what = "review-queue projection"
+
     def __init__(self, settings: Settings, sessions: sessionmaker, degradation: Degradation | None = None) -> None:
-        self._settings = settings
-        self._sessions = sessions
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._publisher: EventPublisher | None = None
-        self.degradation = degradation or Degradation()
+        super().__init__(settings, sessions, degradation)
         self.projected = 0
 
-    def _consumer(self) -> Consumer:
+    def consumer(self) -> Consumer:
         consumer = kafka_consumer(self._settings, group_id(self._settings))
         consumer.subscribe([spec.full_name(self._settings.topic_prefix) for spec in (IMAGES_OOD, IMAGES_CLASSIFIED)])
         return consumer
 
-    def _retrying(self, work: Callable[[], T], what: str) -> T:
-        """`work`, waiting out passing failures (raises InterruptedError once stopped)."""
-        return retry_transient(work, what=what, degradation=self.degradation, stop=self._stop,
-                               backoff=Backoff(cap_s=self._settings.retry_max_delay_s))
-
     def _dead_letter(self, letters: list[Event]) -> None:
-        def send() -> None:
-            self._publisher = self._publisher or EventPublisher(self._settings)
-            try:
-                for letter in letters:
-                    self._publisher.publish(letter)
-                self._publisher.flush()
-            except Exception:
-                self._publisher = None  # a fresh producer next time: nothing left over from the outage
-                raise
-
-        if letters:
-            self._retrying(send, "review-queue dead letters (Kafka)")
+        self._publish(letters, "review-queue dead letters (Kafka)")
 
     def _letter(self, message: Message, error: BaseException, reason: DeadLetterReason | None = None) -> Event:
         log.warning("dead-lettering %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), error)
@@ -208,28 +186,3 @@ class OodProjector:
         self._retrying(lambda: consumer.commit(asynchronous=False), "review-queue offsets (Kafka)")
         self.projected += new
         return new
-
-    def run(self) -> None:
-        """Project until stopped; an unexpected failure restarts the consumer from the committed offsets."""
-        while not self._stop.is_set():
-            consumer = self._consumer()
-            try:
-                while not self._stop.is_set():
-                    self.poll_once(consumer)
-            except InterruptedError:
-                return
-            except Exception:
-                log.exception("review-queue projection failed; restarting in %.0f s", RESTART_DELAY_S)
-                self._stop.wait(RESTART_DELAY_S)
-            finally:
-                consumer.close()
-
-    def start(self) -> OodProjector:
-        self._thread = threading.Thread(target=self.run, name="ood-projection", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=15)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
 from collections import Counter
@@ -33,10 +32,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from sqlalchemy.orm import sessionmaker
 
 from infra.clients import kafka_consumer
-from infra.publisher import EventPublisher
-from infra.retry import Backoff, Degradation, retry_transient
+from infra.retry import Degradation
 from infra.settings import Settings
 from review_ui import drift, monitor_store
+from review_ui.background_loop import ConsumerLoop
 from review_ui.camera_windows import CameraWindow, CameraWindows, Observation
 from review_ui.monitor_store import Position, StaleOffsets, TallyKey
 from schemas.codec import InvalidEvent, dead_letter_event, decode_event, new_event
@@ -46,7 +45,6 @@ from schemas.topics import IMAGES_CLASSIFIED, IMAGES_OOD
 log = logging.getLogger(__name__)
 SERVICE = "review_ui.scoring_monitor"
 BATCH = 500
-RESTART_DELAY_S = 5.0
 REBUILD_TIMEOUT_S = 120.0
 _DEAD_LETTER_IDS = uuid.UUID("3f6d2a91-8b7e-4c35-a0d4-6e1f9b2c7d58")
 _DRIFT_IDS = uuid.UUID("c41e7b09-5d2a-4f86-93be-2a8d6f0e1c74")
@@ -69,45 +67,23 @@ def observation(payload: Mapping[str, Any], ood: bool) -> Observation:
                        payload["model_version"])
 
 
-class ScoringMonitor:
+class ScoringMonitor(ConsumerLoop):
     """Tallies and drift checks of one UI process; see the module docstring. Runs in one thread: `run`."""
 
+    thread_name = what = "scoring-monitor"
+
     def __init__(self, settings: Settings, sessions: sessionmaker, degradation: Degradation | None = None) -> None:
-        self._settings = settings
-        self._sessions = sessions
+        super().__init__(settings, sessions, degradation)
         self._limits = drift.DriftLimits.from_settings(settings)
         self._windows = CameraWindows(settings.drift_window_s)
         self._topics = {IMAGES_CLASSIFIED.full_name(settings.topic_prefix): False,
                         IMAGES_OOD.full_name(settings.topic_prefix): True}  # topic -> its outcomes are OOD
         self._expected: dict[Position, int | None] = {}  # where this consumer found each assigned partition
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._publisher: EventPublisher | None = None
-        self._last_check = 0.0
-        self.degradation = degradation or Degradation()
-
-    def _retrying(self, work: Callable[[], T], what: str) -> T:
-        """`work`, waiting out passing failures (raises InterruptedError once stopped)."""
-        return retry_transient(work, what=what, degradation=self.degradation, stop=self._stop,
-                               backoff=Backoff(cap_s=self._settings.retry_max_delay_s))
+        self._last_check = time.monotonic()  # the first check after one interval: the windows fill first
 
     def _in_transaction(self, work: Callable[..., T], *args: Any) -> T:
         with self._sessions() as session, session.begin():
             return work(session, *args)
-
-    def _publish(self, events: list[Event], what: str) -> None:
-        def send() -> None:
-            self._publisher = self._publisher or EventPublisher(self._settings)
-            try:
-                for event in events:
-                    self._publisher.publish(event)
-                self._publisher.flush()
-            except Exception:
-                self._publisher = None  # a fresh producer next time: nothing left over from the outage
-                raise
-
-        if events:
-            self._retrying(send, what)
 
     # --- assignment: seek to the stored offsets, rebuild the windows -------------------------------------------
 
@@ -335,31 +311,5 @@ class ScoringMonitor:
                      ", ".join(event.payload["reasons"]) or "every statistic within its limit")
         return events
 
-    # --- the thread ----------------------------------------------------------------------------------------------
-
-    def run(self) -> None:
-        """Count and check until stopped; an unexpected failure restarts the consumer from the stored offsets."""
-        while not self._stop.is_set():
-            consumer = self.consumer()
-            try:
-                while not self._stop.is_set():
-                    self.poll_once(consumer)
-            except InterruptedError:
-                return
-            except StaleOffsets as error:
-                log.warning("scoring monitor: %s; reading again from the stored offsets", error)
-            except Exception:
-                log.exception("scoring monitor failed; restarting in %.0f s", RESTART_DELAY_S)
-                self._stop.wait(RESTART_DELAY_S)
-            finally:
-                consumer.close()
-
-    def start(self) -> ScoringMonitor:
-        self._thread = threading.Thread(target=self.run, name="scoring-monitor", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=15)
+    def _restarts_at_once(self, error: Exception) -> bool:
+        return isinstance(error, StaleOffsets)  # another process moved the stored offsets: read on from them

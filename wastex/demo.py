@@ -2,9 +2,10 @@
 
 Brings the infrastructure up, registers the seed dataset version (the given folder, else a generated one),
 starts the trainer (which trains the first model from that version and promotes it), the version builder,
-scoring workers, the review UI, the HTTP ingest and a camera simulator; prints the UI address, an operator
-login and a camera token for the ingest, and
-runs until interrupted, then stops every process it started and the infrastructure.
+scoring workers, the review UI, the HTTP ingest and two camera simulators: the seed's site, and a second site whose
+camera sees the same kinds of waste on a textured floor under warm light (the scoring monitor reports it drifting);
+prints the UI address, an operator login and a camera token for the ingest, and runs until interrupted, then stops
+every process it started and the infrastructure.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ WASTEX = str(Path(sys.executable).with_name("wastex"))
 OPERATOR = "demo"
 SEED_VERSION = "v1"
 PHONE_CAMERA, PHONE_SITE = "phone-1", "demo-site"  # the camera whose token the demo prints, for curl uploads
+FLOOR_SITE, FLOOR_CAMERAS = "floor-site", "floor-cam"  # the second site: another look, so it drifts
 SEED_IMAGES_PER_CLASS = 40
 CAMERA_IMAGES_PER_CLASS = 60
 
@@ -141,10 +143,14 @@ def _watch(settings: Settings, children: list[Child]) -> None:
               help="Images per second from the camera simulator.")
 @click.option("--training-minutes", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Wall-time budget of each training run.")
-def demo(dataset: Path | None, workers: int, rate: float, training_minutes: float) -> None:
+@click.option("--audit-rate", default=0.1, show_default=True, type=click.FloatRange(min=0, max=1),
+              help="Share of in-distribution images queued for audit (WASTEX_AUDIT_RATE; higher than its 0.02 "
+                   "default so that the Sites page has figures within minutes).")
+def demo(dataset: Path | None, workers: int, rate: float, training_minutes: float, audit_rate: float) -> None:
     """Run the whole system on this machine until interrupted (Ctrl-C stops everything)."""
     from infra.cli import down, start_all
 
+    os.environ["WASTEX_AUDIT_RATE"] = str(audit_rate)  # every child: the workers sample, retention keeps the samples
     settings = load_settings()
     start_all()
     seed_folder, camera_folder = _datasets(settings, dataset)
@@ -167,6 +173,10 @@ def demo(dataset: Path | None, workers: int, rate: float, training_minutes: floa
         children.append(Child("ingest", ["ingest", "serve"], log_dir))
         children.append(Child("cameras", ["produce", "--source", str(camera_folder), "--cameras", "3",
                                           "--rate", str(rate), "--count", "1000000"], log_dir))
+        children.append(Child("floor-camera", ["produce", "--source", str(camera_folder), "--cameras", "1",
+                                               "--camera-prefix", FLOOR_CAMERAS, "--site", FLOOR_SITE,
+                                               "--look", "floor", "--rate", str(rate / 3), "--count", "1000000"],
+                              log_dir))
         console.rule("WasteX Stream demo")
         console.print(f"Review UI: [bold]http://{settings.ui_host}:{settings.ui_port}/[/]   "
                       f"login [bold]{OPERATOR}[/] / [bold]{password}[/]")
@@ -177,6 +187,8 @@ def demo(dataset: Path | None, workers: int, rate: float, training_minutes: floa
         console.print(f"Post your own photos as camera {PHONE_CAMERA}: [bold]curl -H 'Authorization: Bearer "
                       f"{camera_token}' -F image=@photo.jpg http://{settings.ingest_host}:{settings.ingest_port}"
                       "/images[/]")
+        console.print(f"Camera {FLOOR_CAMERAS}-1 of site {FLOOR_SITE} sees the same waste on a textured floor: the "
+                      "Sites page shows its audited accuracy against the other cameras' and marks it drifting.")
         console.print(f"Logs: {log_dir}   Ctrl-C stops everything.")
         _watch(settings, children)
     except KeyboardInterrupt:

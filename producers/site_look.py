@@ -1,6 +1,7 @@
-"""A second site made from TrashNet photos: each object cut from its plain board and put on a textured floor
-(scikit-image's bundled gravel, brick and grass textures), under another light and white balance, seen at another
-camera angle.
+"""Another site's look for photos of objects on a plain board (TrashNet's): each object cut from its board and put
+on a textured floor (scikit-image's bundled gravel, brick and grass textures), under another light and white
+balance, seen at another camera angle. `wastex produce --look floor` simulates such a camera (the demo's second
+site, whose drift the scoring monitor reports); `wastex bench newsite` builds its second site with it.
 
 The look is a pure function of the photo's bytes and the seed: the same inputs give the same JPEG bytes, so the
 generated site can be cached and a run repeated. The object is whatever is not the plain board: the bright,

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from bench.newsite_look import OUTPUT_SIZE, plain_board, second_site_photo
+from producers.site_look import OUTPUT_SIZE, plain_board, second_site_photo
 
 
 def trashnet_like(colour: tuple[int, int, int] = (170, 30, 30)) -> bytes:
