@@ -76,17 +76,27 @@ class EpochLog(keras.callbacks.Callback):
 
 
 class StopAtDeadline(keras.callbacks.Callback):
-    """Stops training after the batch during which ``deadline`` (time.monotonic()) passed."""
+    """Stops training after the batch during which ``deadline`` (time.monotonic()) passed, but not before
+    ``min_epochs`` epochs ended: a phase that costs seconds an epoch still learns when caching ate the budget."""
 
-    def __init__(self, deadline: float | None) -> None:
+    def __init__(self, deadline: float | None, min_epochs: int = 0) -> None:
         super().__init__()
         self.deadline = math.inf if deadline is None else deadline
+        self.min_epochs = min_epochs
         self.stopped = False
+        self._epochs_ended = 0
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if time.monotonic() >= self.deadline:
+    def _stop_if_late(self) -> None:
+        if self._epochs_ended >= self.min_epochs and time.monotonic() >= self.deadline:
             self.stopped = True
             self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._epochs_ended += 1
+        self._stop_if_late()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._stop_if_late()
 
 
 class BudgetedCosineDecay(keras.callbacks.Callback):

@@ -53,7 +53,7 @@ def import_model(settings: Settings, keras_file: Path, classes: list[str], *, ve
     """Register a user's `.keras` model: LiteRT export checked against Keras, artefacts to MinIO, a row with the
     artefact's content digest.
 
-    A trained candidate also brings the percentiles 0..100 of its calibration images' energies (written to the
+    A trained candidate also brings the percentiles 0..100 of its val split's energies under this model (written to the
     artefact's thresholds and the row: the reference of drift checks) and the review rate measured on its test
     split; a user's import has neither, and its row leaves them null.
 

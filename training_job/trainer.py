@@ -46,6 +46,7 @@ from training_job.site_augmentation import LookVariation
 
 HEAD_BATCH_SIZE = 64
 HEAD_PATIENCE = 5
+HEAD_MIN_EPOCHS = 5  # head epochs run on cached features (seconds each): a run whose caching overran still gets them
 DEADLINE_MARGIN_S = 10.0
 
 
@@ -199,7 +200,7 @@ def train_classifier(dataset: Dataset, config: TrainConfig, loader: ImageLoader 
     # The cached views repeat the training images in order, so each view carries the images' weights.
     view_weights = np.tile(weights, len(train.labels) // len(train_uris))
     phase_started = time.monotonic()
-    stop = StopAtDeadline(fit_deadline)
+    stop = StopAtDeadline(fit_deadline, min_epochs=HEAD_MIN_EPOCHS)
     _fit(parts.head, (train.features, train.labels, view_weights), (val.features, val.labels),
          batch_size=HEAD_BATCH_SIZE, epochs=config.head_epochs, learning_rate=config.head_learning_rate,
          num_classes=len(classes), config=config,

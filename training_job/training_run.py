@@ -51,7 +51,7 @@ class RunResult:
     out_dir: Path
     classes: list[str]
     thresholds: Thresholds
-    energy_quantiles: list[float]  # percentiles 0..100 of the calibration images' energies
+    energy_quantiles: list[float]  # percentiles 0..100 of the val split's energies (the drift reference)
     metrics: dict[str, Any]  # the content of metrics.json
     logits: np.ndarray  # of the evaluated split's images, in the dataset's order
     trained: TrainedModel
@@ -73,9 +73,12 @@ def run_training(dataset: Dataset, out_dir: Path, config: TrainConfig, loader: I
     model.save(out_dir / KERAS_FILE)
 
     started = time.monotonic()
-    calibration = calibration_logits(trained, [row.image for row in dataset.split("val")], loader, console)
+    val, out_of_fold = calibration_logits(trained, [row.image for row in dataset.split("val")], loader, console)
+    calibration = np.concatenate([val, out_of_fold])
     thresholds = thresholds_for_review_rate(calibration, review_rate)
-    quantiles = energy_percentiles(calibration)
+    # The drift reference is what the serving model itself gives in-distribution images: out-of-fold heads are
+    # fitted to the same loss, not to the same scale, so their energies would make a good camera look drifted.
+    quantiles = energy_percentiles(val)
     trained.timings["calibration_s"] = time.monotonic() - started
     write_artefact_info(out_dir, ArtefactInfo(classes, thresholds.tau_energy, thresholds.tau_softmax, quantiles))
 
@@ -99,15 +102,15 @@ def run_training(dataset: Dataset, out_dir: Path, config: TrainConfig, loader: I
 
 
 def calibration_logits(trained: TrainedModel, val_uris: list[str], loader: ImageLoader | None,
-                       console: Console = stderr_console) -> np.ndarray:
-    """Logits of the calibration images: the val split's from the saved model, so the thresholds fit exactly what
-    will serve, then the training images' out-of-fold ones."""
+                       console: Console = stderr_console) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of the calibration images: (the val split's from the saved model, so the thresholds fit exactly what
+    will serve; the training images' out-of-fold ones, possibly none)."""
     val = predict_logits(trained.model, val_uris, loader, description="calibrating on val", console=console)
     if trained.head_inputs is None:
-        return val
+        return val, val[:0]
     out_of_fold = out_of_fold_logits(trained.head_inputs, head_layer(trained.model), trained.config.label_smoothing,
                                      seed=trained.config.seed)
-    return np.concatenate([val, out_of_fold])
+    return val, out_of_fold
 
 
 def review_figures(model: keras.Model, logits: np.ndarray, thresholds: Thresholds, review_rate: float,

@@ -57,7 +57,7 @@ class ModelVersion(Base):
     has_serving_export: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # sha256 over the serving files (schemas.model_artefact.artefact_digest): what a worker must load, byte for byte.
     artefact_digest: Mapped[str | None] = mapped_column(String(64))
-    # Percentiles 0..100 of the calibration images' energies: the in-distribution reference of drift checks.
+    # Percentiles 0..100 of the val split's energies under this model: the in-distribution reference of drift checks.
     energy_quantiles: Mapped[list[float] | None] = mapped_column(JSON)
     review_rate: Mapped[float | None] = mapped_column(Float)  # share of in-distribution images the thresholds flag
     status: Mapped[str] = mapped_column(String(16), default="candidate")  # candidate | production | retired
