@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Message
 from sqlalchemy.orm import sessionmaker
 
 from infra.publisher import EventPublisher
 from infra.retry import Backoff, Degradation, retry_transient
 from infra.settings import Settings
-from schemas.events import Event
+from schemas.codec import dead_letter_event
+from schemas.events import DeadLetterReason, Event
 
 log = logging.getLogger(__name__)
 RESTART_DELAY_S = 5.0
@@ -78,12 +80,22 @@ class ConsumerLoop(BackgroundLoop):
     from the committed (or stored) offsets."""
 
     what = "consumer"  # what the log calls the loop
+    service = "review_ui"  # the service its dead letters name
+    dead_letter_ids = uuid.UUID("9a0e6f31-5c2b-4d7e-8f14-2b6c3d9e0a71")  # namespace of its dead letter ids
 
     def consumer(self) -> Consumer:
         raise NotImplementedError
 
     def poll_once(self, consumer: Consumer) -> int:
         raise NotImplementedError
+
+    def _letter(self, message: Message, error: BaseException, reason: DeadLetterReason | None = None) -> Event:
+        log.warning("dead-lettering %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), error)
+        # The same record refused again after a redelivery gives the same dead letter id.
+        letter_id = uuid.uuid5(self.dead_letter_ids, f"{message.topic()}:{message.partition()}:{message.offset()}")
+        return dead_letter_event(message.value(), error, topic=message.topic(), partition=message.partition(),
+                                 offset=message.offset(), key=message.key(), service=self.service, reason=reason,
+                                 event_id=str(letter_id))
 
     def _restarts_at_once(self, error: Exception) -> bool:
         """Whether `error` is an expected reason to start over without the restart delay."""

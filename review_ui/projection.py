@@ -26,7 +26,7 @@ from infra.retry import Degradation
 from infra.settings import Settings
 from review_ui.background_loop import ConsumerLoop
 from review_ui.class_registry import register_classes
-from schemas.codec import InvalidEvent, dead_letter_event, decode_event
+from schemas.codec import InvalidEvent, decode_event
 from schemas.events import DeadLetterReason, Event, EventType, parse_timestamp
 from schemas.topics import IMAGES_CLASSIFIED, IMAGES_OOD
 
@@ -109,6 +109,8 @@ class OodProjector(ConsumerLoop):
     """
 
     thread_name = "ood-projection"
+    dead_letter_ids = _DEAD_LETTER_IDS
+    service = SERVICE
     what = "review-queue projection"
 
     def __init__(self, settings: Settings, sessions: sessionmaker, degradation: Degradation | None = None) -> None:
@@ -122,14 +124,6 @@ class OodProjector(ConsumerLoop):
 
     def _dead_letter(self, letters: list[Event]) -> None:
         self._publish(letters, "review-queue dead letters (Kafka)")
-
-    def _letter(self, message: Message, error: BaseException, reason: DeadLetterReason | None = None) -> Event:
-        log.warning("dead-lettering %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), error)
-        # The same record refused again after a redelivery gives the same dead letter id.
-        letter_id = uuid.uuid5(_DEAD_LETTER_IDS, f"{message.topic()}:{message.partition()}:{message.offset()}")
-        return dead_letter_event(message.value(), error, topic=message.topic(), partition=message.partition(),
-                                 offset=message.offset(), key=message.key(), service=SERVICE, reason=reason,
-                                 event_id=str(letter_id))
 
     def _decode(self, messages: list[Message]) -> list[tuple[Message, Event]]:
         """(record, event) of the valid ImageFlaggedOOD events and audit samples; other classified records are

@@ -38,7 +38,7 @@ from review_ui import drift, monitor_store
 from review_ui.background_loop import ConsumerLoop
 from review_ui.camera_windows import CameraWindow, CameraWindows, Observation
 from review_ui.monitor_store import Position, StaleOffsets, TallyKey
-from schemas.codec import InvalidEvent, dead_letter_event, decode_event, new_event
+from schemas.codec import InvalidEvent, decode_event, new_event
 from schemas.events import DeadLetterReason, Event, EventType, format_timestamp, parse_timestamp
 from schemas.topics import IMAGES_CLASSIFIED, IMAGES_OOD
 
@@ -71,6 +71,8 @@ class ScoringMonitor(ConsumerLoop):
     """Tallies and drift checks of one UI process; see the module docstring. Runs in one thread: `run`."""
 
     thread_name = what = "scoring-monitor"
+    dead_letter_ids = _DEAD_LETTER_IDS
+    service = SERVICE
 
     def __init__(self, settings: Settings, sessions: sessionmaker, degradation: Degradation | None = None) -> None:
         super().__init__(settings, sessions, degradation)
@@ -154,14 +156,6 @@ class ScoringMonitor(ConsumerLoop):
         return 1
 
     # --- counting ------------------------------------------------------------------------------------------------
-
-    def _letter(self, message: Message, error: BaseException, reason: DeadLetterReason | None = None) -> Event:
-        log.warning("dead-lettering %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), error)
-        # The same record refused again after a redelivery gives the same dead letter id.
-        letter_id = uuid.uuid5(_DEAD_LETTER_IDS, f"{message.topic()}:{message.partition()}:{message.offset()}")
-        return dead_letter_event(message.value(), error, topic=message.topic(), partition=message.partition(),
-                                 offset=message.offset(), key=message.key(), service=SERVICE, reason=reason,
-                                 event_id=str(letter_id))
 
     def _decode(self, message: Message) -> Event:
         event = decode_event(message.value())
