@@ -89,8 +89,13 @@ def test_labels_of_a_new_class_become_a_model_that_every_worker_serves(
         papers_routed = sum(_routed(reader)[event_id][1].payload.get("predicted_class") == NEW_CLASS
                             for event_id in ids)
         # the counts follow the classified events through the aggregating agent, some seconds later
-        wait_until(lambda: reader.poll(1.0) or _class_counts(reader).get(NEW_CLASS) == papers_routed, 60,
-                   "the counts catching up with the classified events")
+        try:
+            wait_until(lambda: reader.poll(1.0) or _class_counts(reader).get(NEW_CLASS) == papers_routed, 180,
+                       "the counts catching up with the classified events")
+        except AssertionError as timed_out:
+            logs = "\n".join(f"--- {worker.name}\n{worker.log_tail()}" for worker in workers)
+            raise AssertionError(f"{timed_out}: {papers_routed} {NEW_CLASS} routed, counts "
+                                 f"{_class_counts(reader)}\n{logs}") from None
 
         rolled_back = rollback(isolated, None, promoted_by="test", source="test")
         wait_until(lambda: _serving(workers, first), 60, "every worker serving the first model again")

@@ -100,3 +100,28 @@ def test_too_few_images_for_two_folds_give_no_rows(synthetic, head) -> None:
                           inputs.val_features, inputs.val_labels)
 
     assert out_of_fold_logits(one_each, head, SMOOTHING).shape == (0, CLASSES)
+
+
+def test_out_of_fold_scores_take_the_spread_of_a_sharper_serving_head(synthetic, head) -> None:
+    inputs = synthetic["inputs"]
+    kernel, bias = head.get_weights()
+    sharper = keras.layers.Dense(CLASSES)
+    sharper.build((None, DIMENSIONS))
+    sharper.set_weights([3.0 * kernel, 3.0 * bias])  # a head trained longer: the same ranking, wider logits
+    calibration_logits = np.concatenate([inputs.val_features @ sharper.get_weights()[0] + sharper.get_weights()[1],
+                                         out_of_fold_logits(inputs, sharper, SMOOTHING)])
+
+    thresholds = thresholds_for_review_rate(calibration_logits, 0.05)
+
+    unseen = synthetic["unseen"] @ sharper.get_weights()[0] + sharper.get_weights()[1]
+    assert np.mean(flagged(unseen, thresholds)) == pytest.approx(0.05, abs=0.02)
+
+
+def test_the_spread_factor_is_the_least_squares_ratio_of_centred_val_logits() -> None:
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(50, DIMENSIONS))
+    fresh = (rng.normal(size=(DIMENSIONS, CLASSES)), rng.normal(size=CLASSES))
+    serving = (2.5 * fresh[0], 2.5 * fresh[1] + 7.0)  # wider about the mean, and shifted: only the width counts
+
+    assert calibration.serving_spread(features, fresh, serving) == pytest.approx(2.5)
+    assert calibration.serving_spread(features[:0], fresh, serving) == 1.0
