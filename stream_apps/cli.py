@@ -51,13 +51,41 @@ def builder(name: str, web_port: int | None, loglevel: str) -> None:
 
 @click.command()
 def counts() -> None:
-    """Print the current totals per class and per camera (from the compacted counts topic)."""
-    from stream_apps.counts_reader import read_totals
+    """Print the current totals per class and per camera (counts.totals), and next to each camera and site the
+    audited accuracy that qualifies them (counts.accuracy)."""
+    from stream_apps.counts_reader import read_audited_accuracy, read_totals
 
-    latest = read_totals(load_settings())
-    for scope in ("class", "camera"):
-        table = Table(scope, "count", title=f"images per {scope}")
-        for name, value in sorted(latest[scope].items()):
-            table.add_row(name, str(value))
-        table.add_row("[bold]total[/]", f"[bold]{sum(latest[scope].values())}[/]")
+    settings = load_settings()
+    latest, audited = read_totals(settings), read_audited_accuracy(settings)
+    table = Table("class", "count", title="images per class")
+    for name, value in sorted(latest["class"].items()):
+        table.add_row(name, str(value))
+    table.add_row("[bold]total[/]", f"[bold]{sum(latest['class'].values())}[/]")
+    console.print(table)
+    table = Table("camera", "count", *AUDIT_COLUMNS, title="images per camera")
+    for name, value in sorted(latest["camera"].items()):
+        table.add_row(name, str(value), *_audit_cells(audited["camera"].get(name)))
+    table.add_row("[bold]total[/]", f"[bold]{sum(latest['camera'].values())}[/]")
+    console.print(table)
+    if audited["site"]:
+        table = Table("site", "scored", *AUDIT_COLUMNS, title="audited accuracy per site")
+        for name, payload in sorted(audited["site"].items()):
+            table.add_row(name, str(payload["scored"]), *_audit_cells(payload))
         console.print(table)
+
+
+AUDIT_COLUMNS = ("model", "audited", "accuracy (95% CI)", "OOD rate", "silent miscounts")
+
+
+def _audit_cells(payload: dict | None) -> tuple[str, ...]:
+    if payload is None:
+        return ("-",) * len(AUDIT_COLUMNS)
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    interval = payload["interval"]
+    accuracy = share(payload["accuracy"]) + ("" if interval is None else
+                                              f" ({interval[0]:.1%}-{interval[1]:.1%})")
+    return (payload["model_version"], str(payload["audited"]), accuracy, share(payload["ood_rate"]),
+            share(payload["silent_miscount_rate"]))

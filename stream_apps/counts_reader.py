@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from confluent_kafka import TopicPartition
 
 from infra.clients import kafka_consumer
 from infra.settings import Settings
 from schemas.codec import InvalidEvent, decode_event
-from schemas.topics import COUNTS_TOTALS
+from schemas.topics import COUNTS_ACCURACY, COUNTS_TOTALS, TopicSpec
 
 
-def read_totals(settings: Settings, timeout_s: float = 10.0) -> dict[str, dict[str, int]]:
-    """{"class": {name: count}, "camera": {id: count}} from counts.totals, read to its end."""
-    topic = COUNTS_TOTALS.full_name(settings.topic_prefix)
+def latest_payloads(settings: Settings, spec: TopicSpec, timeout_s: float = 10.0) -> dict[tuple[str, str], dict]:
+    """{(scope, key): the latest valid payload} of a compacted topic whose payloads carry scope and key, read to
+    its end."""
+    topic = spec.full_name(settings.topic_prefix)
     consumer = kafka_consumer(settings, group_id=f"wastex-counts-{uuid.uuid4().hex}")
-    latest: dict[str, dict[str, int]] = {"class": {}, "camera": {}}
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
     try:
         partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1] for p in partitions}
@@ -32,9 +34,25 @@ def read_totals(settings: Settings, timeout_s: float = 10.0) -> dict[str, dict[s
                 payload = decode_event(message.value()).payload
             except InvalidEvent:
                 continue
-            latest[payload["scope"]][payload["key"]] = payload["count"]
+            latest[(payload["scope"], payload["key"])] = payload
             if message.offset() + 1 >= ends[message.partition()]:
                 remaining.discard(message.partition())
     finally:
         consumer.close()
     return latest
+
+
+def read_totals(settings: Settings, timeout_s: float = 10.0) -> dict[str, dict[str, int]]:
+    """{"class": {name: count}, "camera": {id: count}} from counts.totals."""
+    totals: dict[str, dict[str, int]] = {"class": {}, "camera": {}}
+    for (scope, key), payload in latest_payloads(settings, COUNTS_TOTALS, timeout_s).items():
+        totals[scope][key] = payload["count"]
+    return totals
+
+
+def read_audited_accuracy(settings: Settings, timeout_s: float = 10.0) -> dict[str, dict[str, dict]]:
+    """{"site": {id: AuditedAccuracyUpdated payload}, "camera": {id: payload}} from counts.accuracy."""
+    accuracy: dict[str, dict[str, dict]] = {"site": {}, "camera": {}}
+    for (scope, key), payload in latest_payloads(settings, COUNTS_ACCURACY, timeout_s).items():
+        accuracy[scope][key] = payload
+    return accuracy

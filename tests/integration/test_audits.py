@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -19,7 +22,7 @@ from sqlalchemy import select
 from infra.clients import db_sessions, minio_client
 from infra.db.models import ScoringTally
 from infra.db.registry import promote
-from infra.deployment import create_deployment, drop_deployment
+from infra.deployment import create_deployment, drop_deployment, environment
 from infra.image_retention import audits_sample
 from infra.publisher import EventPublisher
 from infra.settings import Settings
@@ -199,3 +202,12 @@ def test_audit_answers_become_label_events_and_accuracy_and_ood_rate_per_camera_
     latest = wait_until(published, 60, "AuditedAccuracyUpdated with the answers on counts.accuracy")
     assert latest["camera:cam-a"]["correct"] == 2 and latest["camera:cam-a"]["model_version"] == "m-audit-1"
     assert latest[f"site:{SITE}"]["accuracy"] == pytest.approx(3 / 5)
+
+    # `wastex counts` shows each camera's count with the accuracy that qualifies it
+    printed = subprocess.run([str(Path(sys.executable).with_name("wastex")), "counts"],
+                             env=environment(deployment, COLUMNS="200"),
+                             capture_output=True, text=True, timeout=120, check=True).stdout
+    camera_a = next(line for line in printed.splitlines() if "cam-a" in line)
+    assert "m-audit-1" in camera_a and "66.7%" in camera_a, printed
+    site_row = next(line for line in printed.splitlines() if SITE in line)
+    assert "60.0%" in site_row and "23.1%" in site_row, printed  # accuracy 3/5, OOD rate 3/13
