@@ -33,7 +33,9 @@ from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka
 from faust.types import TP, Message, TransportT
 
+from infra.kafka_security import faust_broker
 from infra.retry import Backoff, retry_transient_async
+from infra.settings import Settings
 from stream_apps.partition_progress import PartitionProgress
 
 DEFAULT_RETRY_MAX_DELAY_S = 30.0  # WASTEX_RETRY_MAX_DELAY_S's default
@@ -208,3 +210,25 @@ class WorkerWithStopDeadline(Worker):
             "not stopped %.0f s after the signal (a store unreachable?): exiting now; records not committed are "
             "read again by the next owner of their partition", self._stop_timeout_s)
         os._exit(1)
+
+
+def configured_stream_app(settings: Settings, group: str, worker_name: str, web_port: int, **tuning: Any) -> StreamApp:
+    """The StreamApp every worker here runs, with what all of them share; `tuning` adds or overrides settings."""
+    datadir = settings.state_dir / "faust" / worker_name
+    datadir.mkdir(parents=True, exist_ok=True)
+    shared: dict[str, Any] = dict(
+        store="memory://",
+        datadir=str(datadir),
+        web_host="127.0.0.1",
+        web_port=web_port,
+        canonical_url=f"http://127.0.0.1:{web_port}",
+        topic_replication_factor=1,
+        producer_acks=-1,
+        # A worker that died leaves the group after 15 s instead of a minute; its partitions move on sooner.
+        broker_session_timeout=15,
+        broker_heartbeat_interval=3,
+        consumer_auto_offset_reset="earliest",
+        retry_max_delay_s=settings.retry_max_delay_s,
+    )
+    # The prefix keeps deployments' groups and changelogs apart.
+    return StreamApp(f"{settings.topic_prefix}{group}", **faust_broker(settings), **(shared | tuning))

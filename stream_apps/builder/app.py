@@ -27,7 +27,6 @@ import faust
 
 from infra.clients import db_sessions, minio_client
 from infra.db.dataset_versions import VersionStore
-from infra.kafka_security import faust_broker
 from infra.publisher import EventPublisher
 from infra.retry import Backoff, Degradation, is_transient, retry_transient_async
 from infra.settings import Settings
@@ -38,7 +37,7 @@ from stream_apps.builder.announcer import SOURCE, VersionAnnouncer
 from stream_apps.builder.label_log import LABEL_EVENTS, LabelLogReader, LogPosition
 from stream_apps.builder.version_builder import VersionBuilder
 from stream_apps.raw_topics import raw_topic
-from stream_apps.stream_app import StreamApp
+from stream_apps.stream_app import configured_stream_app
 
 log = logging.getLogger(__name__)
 POLICY_CHECK_S = 30.0
@@ -47,22 +46,7 @@ _DEAD_LETTER_IDS = uuid.UUID("9f3e6a2b-51c8-4d07-b6e4-0a7d2c8f1e53")
 
 
 def create_app(settings: Settings, worker_name: str = "builder-1", web_port: int | None = None) -> faust.App:
-    web_port = web_port or settings.builder_web_port
-    datadir = settings.state_dir / "faust" / worker_name
-    datadir.mkdir(parents=True, exist_ok=True)
-    app = StreamApp(
-        f"{settings.topic_prefix}builder",
-        **faust_broker(settings),
-        store="memory://",
-        datadir=str(datadir),
-        web_host="127.0.0.1",
-        web_port=web_port,
-        topic_replication_factor=1,
-        producer_acks=-1,
-        broker_session_timeout=15,
-        broker_heartbeat_interval=3,
-        consumer_auto_offset_reset="earliest",
-    )
+    app = configured_stream_app(settings, "builder", worker_name, web_port or settings.builder_web_port)
     store = VersionStore(db_sessions(settings))
     builder = VersionBuilder(db_sessions(settings), store,
                              VersionAnnouncer(settings, store, minio_client(settings), EventPublisher(settings)),
