@@ -29,7 +29,7 @@ TARGET_AUROC = 0.90
 
 def _serving_images_per_second(model_dir: Path, uris: list[str]) -> tuple[float, str]:
     """Images/s of the exported model on the scoring workers' runtime, batches of BATCH after a warm-up."""
-    from stream_apps.scoring.runtime import load_serving_model
+    from infra.serving_runtimes import load_serving_model
     from training_job.dataset_source import ImageReader
     from training_job.input_pipeline import frame_preprocessor, images
     from training_job.serving_export import export_litert

@@ -29,3 +29,8 @@ def energy_score(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 def max_softmax(logits: np.ndarray) -> np.ndarray:
     """Highest class probability per row of a (batch, classes) logit matrix."""
     return softmax(np.asarray(logits, dtype=np.float64), axis=-1).max(axis=-1)
+
+
+def is_ood(logits: np.ndarray, thresholds: Thresholds) -> np.ndarray:
+    """The OOD flag per row of a (batch, classes) logit matrix, by the rule of `Thresholds`."""
+    return (energy_score(logits) > thresholds.tau_energy) | (max_softmax(logits) < thresholds.tau_softmax)

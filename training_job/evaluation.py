@@ -21,7 +21,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from schemas.ood_scores import Thresholds, energy_score, max_softmax
+from schemas.ood_scores import Thresholds, energy_score, is_ood, max_softmax
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,7 @@ def save_confusion_matrix_png(metrics: ClassificationMetrics, path: Path, title:
 
 def flagged(logits: np.ndarray, thresholds: Thresholds) -> np.ndarray:
     """Which rows the scoring workers' OOD rule flags: energy above tau_energy or max softmax below tau_softmax."""
-    logits = _check_logits(logits)
-    return (energy_score(logits) > thresholds.tau_energy) | (max_softmax(logits) < thresholds.tau_softmax)
+    return is_ood(_check_logits(logits), thresholds)
 
 
 def thresholds_for_review_rate(logits: np.ndarray, review_rate: float) -> Thresholds:

@@ -17,10 +17,10 @@ from pathlib import Path
 from infra.clients import minio_client
 from infra.db.registry import production_model
 from infra.object_store import download_prefix, parse_s3_uri
+from infra.serving_runtimes import ServingModel, load_serving_model
 from infra.settings import Settings
 from schemas.model_artefact import artefact_digest, read_artefact_info
 from schemas.ood_scores import Thresholds
-from stream_apps.scoring.runtime import KerasModel, LiteRTModel, load_serving_model
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class ActiveModel:
     digest: str
     classes: list[str]
     thresholds: Thresholds
-    runtime: LiteRTModel | KerasModel
+    runtime: ServingModel
 
     @property
     def input_size(self) -> int:

@@ -1,0 +1,151 @@
+"""Which runtime serves a model, chosen by measurement: the fastest one that decides as Keras does.
+
+Every candidate (OpenVINO in each precision this CPU runs natively, LiteRT, Keras itself) scores the same check
+images; one is accepted when its top-1 class, macro-F1 and OOD decisions agree with the Keras reference within the
+limits below. Keras is the reference, so it is always acceptable. The figures are kept for every candidate, also
+when the choice is forced, so a registry can show why a runtime serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+from infra.serving_runtimes import (
+    KERAS,
+    LITERT,
+    OPENVINO,
+    PRECISIONS,
+    RUNTIMES,
+    KerasModel,
+    LiteRTModel,
+    OpenVINOModel,
+    ServingModel,
+    openvino_unavailable,
+)
+from schemas.model_artefact import KERAS_FILE, SERVING_FILE
+from schemas.ood_scores import Thresholds, is_ood
+
+log = logging.getLogger(__name__)
+MIN_TOP1_AGREEMENT = 0.995
+MAX_MACRO_F1_DIFFERENCE = 0.005
+MIN_OOD_AGREEMENT = 0.99
+BATCH = 32  # the scoring workers' micro-batch size
+TIMED_BATCHES = 3  # after one warm-up batch: enough to rank runtimes whose speeds differ by tens of percent
+
+
+@dataclass(frozen=True)
+class CandidateFigures:
+    runtime: str
+    top1_agreement: float
+    macro_f1: float
+    macro_f1_difference: float  # candidate minus Keras, on the true labels
+    ood_agreement: float
+    images_per_second: float  # raw model throughput at `BATCH`, decode excluded
+    accepted: bool
+    reason: str | None  # why it was rejected; None when accepted
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    chosen: str
+    forced: bool
+    candidates: list[CandidateFigures]
+    skipped: dict[str, str]  # runtime -> why it was not measured
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Loader = Callable[[], ServingModel]
+
+
+def candidate_loaders(folder: Path, threads: int, cpuinfo: str | None = None
+                      ) -> tuple[dict[str, Loader], dict[str, str]]:
+    """A loader for each runtime this machine can measure on the artefact, and why the others are skipped."""
+    loaders: dict[str, Loader] = {}
+    skipped: dict[str, str] = {}
+    serving = folder / SERVING_FILE
+    for precision in PRECISIONS:
+        name = f"{OPENVINO}-{precision}"
+        reason = openvino_unavailable(precision, cpuinfo) or (None if serving.exists() else "no LiteRT export")
+        if reason is None:
+            loaders[name] = lambda precision=precision: OpenVINOModel(serving, threads, precision)
+        else:
+            skipped[name] = reason
+    if serving.exists():
+        loaders[LITERT] = lambda: LiteRTModel(serving, threads)
+    else:
+        skipped[LITERT] = "no LiteRT export"
+    loaders[KERAS] = lambda: KerasModel(folder / KERAS_FILE)
+    for name, reason in skipped.items():
+        log.info("runtime %s skipped: %s", name, reason)
+    return loaders, skipped
+
+
+def _score(model: ServingModel, pixels: np.ndarray) -> tuple[np.ndarray, float]:
+    """Logits of every check image, and images/s over TIMED_BATCHES batches after a warm-up at that size."""
+    logits = np.concatenate([model.logits(pixels[start:start + BATCH]) for start in range(0, len(pixels), BATCH)])
+    timing = pixels[:BATCH]
+    model.logits(timing)  # the last check batch may have resized the runtime: resize again outside the clock
+    started = time.perf_counter()
+    for _ in range(TIMED_BATCHES):
+        model.logits(timing)
+    return logits, TIMED_BATCHES * len(timing) / (time.perf_counter() - started)
+
+
+def _figures(runtime: str, logits: np.ndarray, speed: float, reference: np.ndarray, labels: np.ndarray,
+             thresholds: Thresholds) -> CandidateFigures:
+    classes = np.arange(reference.shape[1])  # the same label set for both, whatever the check images cover
+    predicted, expected = logits.argmax(axis=1), reference.argmax(axis=1)
+    macro_f1 = float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0))
+    difference = macro_f1 - float(f1_score(labels, expected, labels=classes, average="macro", zero_division=0))
+    top1 = float(np.mean(predicted == expected))
+    ood = float(np.mean(is_ood(logits, thresholds) == is_ood(reference, thresholds)))
+    failures = [f"top-1 agreement {top1:.4f} < {MIN_TOP1_AGREEMENT}"] if top1 < MIN_TOP1_AGREEMENT else []
+    if abs(difference) > MAX_MACRO_F1_DIFFERENCE:
+        failures.append(f"macro-F1 differs by {difference:+.4f} (limit {MAX_MACRO_F1_DIFFERENCE})")
+    if ood < MIN_OOD_AGREEMENT:
+        failures.append(f"OOD agreement {ood:.4f} < {MIN_OOD_AGREEMENT}")
+    accepted = runtime == KERAS or not failures  # Keras is what the others are measured against
+    return CandidateFigures(runtime, top1, macro_f1, difference, ood, speed, accepted,
+                            None if accepted else "; ".join(failures))
+
+
+def choose_runtime(folder: Path, pixels: np.ndarray, reference_logits: np.ndarray, labels: np.ndarray,
+                   thresholds: Thresholds, threads: int, forced: str | None = None,
+                   loaders: Mapping[str, Loader] | None = None, cpuinfo: str | None = None) -> RuntimeChoice:
+    """Measure every candidate on the check images (float32 RGB in [0, 255]) against Keras's logits on them and
+    their true class indices; choose the fastest accepted one, or `forced` (figures are still measured).
+
+    `loaders` replaces the candidates found in `folder` (tests inject runtimes with known outputs)."""
+    if forced is not None and forced not in RUNTIMES:
+        raise ValueError(f"unknown serving runtime {forced!r} (known: {', '.join(RUNTIMES)})")
+    skipped: dict[str, str] = {}
+    if loaders is None:
+        loaders, skipped = candidate_loaders(folder, threads, cpuinfo)
+    candidates = []
+    for runtime, load in loaders.items():
+        try:
+            logits, speed = _score(load(), pixels)
+        except Exception as error:  # a runtime that cannot load or run this model is skipped, not fatal
+            skipped[runtime] = f"failed: {error}"
+            log.warning("runtime %s failed on %s: %s", runtime, folder, error)
+            continue
+        candidates.append(_figures(runtime, logits, speed, reference_logits, np.asarray(labels), thresholds))
+    accepted = [candidate for candidate in candidates if candidate.accepted]
+    if forced is not None:
+        chosen = forced
+    elif accepted:
+        chosen = max(accepted, key=lambda candidate: candidate.images_per_second).runtime
+    else:
+        raise RuntimeError(f"no runtime could serve {folder}: {skipped}")
+    log.info("serving runtime for %s: %s%s", folder, chosen, " (forced)" if forced else "")
+    return RuntimeChoice(chosen, forced is not None, candidates, skipped)
