@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from infra.runtime_names import KERAS, LITERT, OPENVINO, OPENVINO_RUNTIMES, PRECISIONS, RUNTIMES
 from schemas.model_artefact import KERAS_FILE, SERVING_FILE
 
 if TYPE_CHECKING:
@@ -29,12 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 LOGITS_OUTPUT = "logits"
 EMBEDDING_OUTPUT = "embedding"
-KERAS = "keras"
-LITERT = "litert"
-OPENVINO = "openvino"
-PRECISIONS = ("f32", "bf16")
-OPENVINO_RUNTIMES = tuple(f"{OPENVINO}-{precision}" for precision in PRECISIONS)
-RUNTIMES = (*OPENVINO_RUNTIMES, LITERT, KERAS)
 # CPU flags under which OpenVINO runs bf16 in hardware; elsewhere it would silently compute in f32.
 BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 # Measured at batch 32 with 2 threads (EfficientNet-Lite0, 224 px, cores shared with another job): THROUGHPUT

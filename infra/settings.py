@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from infra.runtime_names import RUNTIMES
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -48,6 +50,14 @@ def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = _env(name, default).lower()
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _env_serving_runtime() -> str:
+    value = _env("WASTEX_SERVING_RUNTIME", "").lower()
+    if value and value not in RUNTIMES:
+        raise ValueError(f"WASTEX_SERVING_RUNTIME must be empty (the registry's choice) or one of "
+                         f"{', '.join(RUNTIMES)}, got {value!r}")
     return value
 
 
@@ -153,6 +163,7 @@ class Settings:
     scoring_batch_size: int
     scoring_batch_wait_ms: int
     scoring_web_port: int
+    serving_runtime: str  # "": each model version's registered runtime; else this one for every version
     keep_sample_rate: float
     audit_rate: float  # share of in-distribution images (by content hash) kept and queued for an audit answer
     review_rate: float  # share of in-distribution images the trainer calibrates the OOD thresholds to flag
@@ -275,6 +286,7 @@ def load_settings() -> Settings:
         scoring_batch_size=_env_int("WASTEX_SCORING_BATCH_SIZE", 32),
         scoring_batch_wait_ms=_env_int("WASTEX_SCORING_BATCH_WAIT_MS", 100),
         scoring_web_port=_env_int("WASTEX_SCORING_WEB_PORT", 6066),
+        serving_runtime=_env_serving_runtime(),
         keep_sample_rate=float(_env("WASTEX_KEEP_SAMPLE_RATE", "0")),
         delete_delay_s=float(_env("WASTEX_DELETE_DELAY_S", "120")),
         audit_rate=_env_rate("WASTEX_AUDIT_RATE", 0.02),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,9 +24,12 @@ def folder_images(folder: Path) -> list[Path]:
     return paths
 
 
-def folder_source(folder: Path) -> Iterator[tuple[bytes, str]]:
-    """(bytes, content type) of the folder's images, cycling when the count exceeds them."""
-    for path in itertools.cycle(folder_images(folder)):
+def folder_source(folder: Path, seed: int = 0) -> Iterator[tuple[bytes, str]]:
+    """(bytes, content type) of the folder's images in a seeded shuffled order, cycling when the count exceeds
+    them: a camera sees the classes mixed, not one class folder after another (which would skew every window)."""
+    paths = folder_images(folder)
+    random.Random(seed).shuffle(paths)
+    for path in itertools.cycle(paths):
         yield path.read_bytes(), CONTENT_TYPES[path.suffix.lower().lstrip(".")]
 
 

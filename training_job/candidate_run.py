@@ -34,6 +34,7 @@ from training_job.evaluation import classification_metrics
 from training_job.inference import predict_logits
 from training_job.model_registry import SOURCE, import_model, record_metrics
 from training_job.promotion_policy import PromotionPolicy, Recommendation, Verdict
+from training_job.runtime_check import CheckImages, split_check_images
 from training_job.trainer import TrainConfig
 from training_job.training_run import REVIEW_FIGURES, RunResult, run_training
 
@@ -238,7 +239,9 @@ class CandidateRun:
         self.log(f"recommendation: {verdict.recommendation} ({verdict.reason})")
 
         started = time.monotonic()
-        artefact_uri = self._register(result, comparison, verdict)
+        # The serving runtime is chosen on the images the thresholds were calibrated on, as the workers decode them.
+        artefact_uri = self._register(result, comparison, verdict,
+                                      split_check_images(dataset, "val", result.classes, loader))
         self._timed("register_s", started)
 
         promoted = False
@@ -249,9 +252,11 @@ class CandidateRun:
         self._timed("total_s", begun)
         return RunOutcome(self.run_id, artefact_uri, result.metrics, comparison, verdict, promoted, self.timings)
 
-    def _register(self, result: RunResult, comparison: Comparison, verdict: Verdict) -> str:
+    def _register(self, result: RunResult, comparison: Comparison, verdict: Verdict, check_images: CheckImages
+                  ) -> str:
         """The candidate as model version = run id, with every file of the run under the same prefix; the row
-        carries the calibration images' energy percentiles and the review rate measured on the evaluated split."""
+        carries the calibration images' energy percentiles, the review rate measured on the evaluated split and
+        the serving runtime chosen on `check_images`."""
         out_dir, thresholds = result.out_dir, result.thresholds
         write_json(out_dir / COMPARISON_FILE, {
             "baseline_model_version": comparison.baseline_version,
@@ -262,9 +267,11 @@ class CandidateRun:
             "recommendation": str(verdict.recommendation), "reason": verdict.reason})
         imported = import_model(self.settings, out_dir / KERAS_FILE, result.classes, version=self.run_id,
                                 tau_energy=thresholds.tau_energy, tau_softmax=thresholds.tau_softmax,
-                                energy_quantiles=result.energy_quantiles, review_rate=result.metrics["review_rate"])
+                                energy_quantiles=result.energy_quantiles, review_rate=result.metrics["review_rate"],
+                                check_images=check_images)
         self.log(f"registered model {imported.version} at {imported.artefact_uri} (digest "
-                 f"{imported.artefact_digest}); {imported.export.detail}")
+                 f"{imported.artefact_digest}); {imported.export.detail}; serving runtime {imported.serving_runtime} "
+                 f"(measured on {check_images.source})")
         record_metrics(self.settings, self.run_id, headline_metrics(comparison, result.metrics))
         bucket, prefix = parse_s3_uri(imported.artefact_uri)
         client = minio_client(self.settings)

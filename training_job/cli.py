@@ -31,7 +31,8 @@ def model() -> None:
               help="Serve it now (default: only when no model serves yet).")
 def import_command(keras_file: Path, classes_file: Path, version: str | None, tau_energy: float | None,
                    tau_softmax: float | None, promote: bool | None) -> None:
-    """Register KERAS_FILE: export to LiteRT (checked against Keras), upload, record in the registry."""
+    """Register KERAS_FILE: export to LiteRT (checked against Keras), choose the serving runtime by measurement,
+    upload, record in the registry."""
     from infra.db.audit import cli_operator
     from infra.db.registry import production_model
     from infra.db.registry import promote as promote_version
@@ -46,7 +47,7 @@ def import_command(keras_file: Path, classes_file: Path, version: str | None, ta
         sys.exit(1)
     state = "already registered" if imported.already_registered else "registered"
     console.print(f"{imported.version}: {state} at {imported.artefact_uri} (digest {imported.artefact_digest}); "
-                  f"{imported.export.detail}")
+                  f"{imported.export.detail}; serving runtime {imported.serving_runtime}")
     if promote or (promote is None and production_model(settings) is None):
         promote_version(settings, imported.version, promoted_by="cli-import", source=SOURCE,
                         audited_as=cli_operator())
@@ -56,14 +57,14 @@ def import_command(keras_file: Path, classes_file: Path, version: str | None, ta
 @model.command(name="list")
 def list_command() -> None:
     """Every registered model version and which one serves."""
-    from training_job.model_registry import list_models
+    from training_job.model_registry import list_models, serving_runtime
 
     table = Table("version", "status", "digest", "classes", "tau_energy", "tau_softmax", "runtime", "created")
     for row in list_models(load_settings()):
         # A row registered before digests were recorded is never served: say so where an operator looks.
         digest = row.artefact_digest[:12] if row.artefact_digest else "[red]none: not servable[/]"
         table.add_row(row.version, row.status, digest, str(len(row.classes)), f"{row.tau_energy:.4f}",
-                      f"{row.tau_softmax:.3f}", "litert" if row.has_serving_export else "keras",
+                      f"{row.tau_softmax:.3f}", serving_runtime(row),
                       row.created_at.strftime("%Y-%m-%d %H:%M"))
     console.print(table)
 

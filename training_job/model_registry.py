@@ -13,7 +13,9 @@ from sqlalchemy import select
 from infra.clients import db_sessions, minio_client
 from infra.db.models import ModelVersion
 from infra.db.registry import RegistryError
+from infra.images import ImageLimits
 from infra.object_store import upload_folder
+from infra.runtime_names import KERAS, LITERT
 from infra.settings import Settings
 from schemas.model_artefact import (
     KERAS_FILE,
@@ -24,6 +26,7 @@ from schemas.model_artefact import (
     file_sha256,
     write_artefact_info,
 )
+from training_job.runtime_check import CheckImages, check_runtime, photo_check_images
 from training_job.serving_export import ExportReport, export_litert
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ class ImportedModel:
     artefact_digest: str
     export: ExportReport
     already_registered: bool
+    serving_runtime: str  # what the workers serve it on unless WASTEX_SERVING_RUNTIME says otherwise
 
 
 def read_class_file(path: Path) -> list[str]:
@@ -49,16 +53,19 @@ def read_class_file(path: Path) -> list[str]:
 
 def import_model(settings: Settings, keras_file: Path, classes: list[str], *, version: str | None = None,
                  tau_energy: float | None = None, tau_softmax: float | None = None,
-                 energy_quantiles: list[float] | None = None, review_rate: float | None = None) -> ImportedModel:
-    """Register a user's `.keras` model: LiteRT export checked against Keras, artefacts to MinIO, a row with the
-    artefact's content digest.
+                 energy_quantiles: list[float] | None = None, review_rate: float | None = None,
+                 check_images: CheckImages | None = None) -> ImportedModel:
+    """Register a user's `.keras` model: LiteRT export checked against Keras, the serving runtime chosen by
+    measurement (training_job.runtime_check) on `check_images` (default: the non-waste photo sample), artefacts
+    to MinIO, a row with the artefact's content digest, runtime and runtime figures.
 
     A trained candidate also brings the percentiles 0..100 of its val split's energies under this model (written to the
     artefact's thresholds and the row: the reference of drift checks) and the review rate measured on its test
     split; a user's import has neither, and its row leaves them null.
 
-    Importing the same content under the same name again is a no-op (the default version name is derived from
-    the file's content); the same name with other content raises RegistryError, and nothing is uploaded.
+    Importing the same content under the same name again is a no-op that measures nothing and keeps the row, its
+    runtime and figures included, as it is (the default version name is derived from the file's content); the
+    same name with other content raises RegistryError, and nothing is uploaded.
     """
     import keras
 
@@ -88,7 +95,8 @@ def import_model(settings: Settings, keras_file: Path, classes: list[str], *, ve
             _same_content_or_refuse(existing, digest)
             return ImportedModel(version, existing.artefact_uri, digest,
                                  ExportReport(existing.has_serving_export, 0.0, True, "the same content as registered"),
-                                 already_registered=True)
+                                 already_registered=True, serving_runtime=serving_runtime(existing))
+        choice, runtime_check = check_runtime(folder, check_images or photo_check_images(), ImageLimits.of(settings))
         upload_folder(minio_client(settings), settings.bucket_models, version, folder)
 
     artefact_uri = f"s3://{settings.bucket_models}/{version}"
@@ -97,9 +105,10 @@ def import_model(settings: Settings, keras_file: Path, classes: list[str], *, ve
                                  tau_energy=info.tau_energy, tau_softmax=info.tau_softmax,
                                  energy_quantiles=info.energy_quantiles, review_rate=review_rate,
                                  metrics={}, status="candidate", has_serving_export=report.exported,
-                                 artefact_digest=digest))
-    log.info("registered model %s (digest %s) at %s", version, digest, artefact_uri)
-    return ImportedModel(version, artefact_uri, digest, report, already_registered=False)
+                                 artefact_digest=digest, serving_runtime=choice.chosen, runtime_check=runtime_check))
+    log.info("registered model %s (digest %s, serving on %s) at %s", version, digest, choice.chosen, artefact_uri)
+    return ImportedModel(version, artefact_uri, digest, report, already_registered=False,
+                         serving_runtime=choice.chosen)
 
 
 def _same_content_or_refuse(existing: ModelVersion, digest: str) -> None:
@@ -110,6 +119,12 @@ def _same_content_or_refuse(existing: ModelVersion, digest: str) -> None:
         raise RegistryError(f"model version {existing.version!r} is already registered with other content "
                             f"(digest {existing.artefact_digest[:12]}, this model {digest[:12]}): "
                             f"register it under a new name")
+
+
+def serving_runtime(row: ModelVersion) -> str:
+    """The runtime a version serves on: the registered choice, or for a version registered before runtimes were
+    chosen, the workers' default (LiteRT when exported, else Keras)."""
+    return row.serving_runtime or (LITERT if row.has_serving_export else KERAS)
 
 
 def list_models(settings: Settings) -> list[ModelVersion]:

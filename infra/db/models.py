@@ -60,6 +60,10 @@ class ModelVersion(Base):
     # Percentiles 0..100 of the val split's energies under this model: the in-distribution reference of drift checks.
     energy_quantiles: Mapped[list[float] | None] = mapped_column(JSON)
     review_rate: Mapped[float | None] = mapped_column(Float)  # share of in-distribution images the thresholds flag
+    # The runtime the workers serve it on (infra.runtime_names), chosen by measurement when it was registered;
+    # None: the workers' default chain. `runtime_check` holds the measurement (infra.runtime_choice.RuntimeChoice).
+    serving_runtime: Mapped[str | None] = mapped_column(String(32))
+    runtime_check: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default="candidate")  # candidate | production | retired
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

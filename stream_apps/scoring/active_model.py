@@ -3,7 +3,9 @@
 What serves is what is registered: the local cache is keyed by the artefact's content digest (version names
 repeat across deployments and database resets), and a copy whose content does not match the registry's digest
 is never loaded. Artefacts are read only from the models bucket: a registry row naming any other place (another
-bucket, a local path, a URL) is refused, whatever its digest.
+bucket, a local path, a URL) is refused, whatever its digest. It serves on the runtime the registry chose for it
+(measured at registration), unless `WASTEX_SERVING_RUNTIME` names one; a runtime that cannot run here falls back
+openvino -> litert -> keras, and `/health/` reports the one that serves.
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ class UnservableModel(RuntimeError):
 
 @dataclass(frozen=True)
 class RegisteredModel:
-    """What the registry says serves: the version, its artefact folder and the digest its bytes must have."""
+    """What the registry says serves: the version, its artefact folder, the digest its bytes must have and the
+    runtime to serve it on."""
 
     version: str
     artefact_uri: str  # the folder, s3://<bucket>/<prefix>
     digest: str | None  # None for a row registered before digests were recorded
+    runtime: str | None = None  # None for a row registered before runtimes were chosen: the default chain
 
 
 @dataclass(frozen=True)
@@ -54,13 +58,17 @@ class ActiveModel:
 def registered_production(settings: Settings) -> RegisteredModel | None:
     """The registry's production row, if any."""
     row = production_model(settings)
-    return None if row is None else RegisteredModel(row.version, row.artefact_uri, row.artefact_digest)
+    return None if row is None else RegisteredModel(row.version, row.artefact_uri, row.artefact_digest,
+                                                    row.serving_runtime)
 
 
-def load_model_folder(version: str, folder: Path, threads: int | None = None) -> ActiveModel:
+def load_model_folder(version: str, folder: Path, threads: int | None = None, runtime: str | None = None
+                      ) -> ActiveModel:
+    """The artefact in `folder` on `runtime` (None: LiteRT when exported, else Keras), falling back when it cannot
+    run here."""
     info = read_artefact_info(folder)
     return ActiveModel(version, artefact_digest(folder), info.classes, Thresholds(info.tau_energy, info.tau_softmax),
-                       load_serving_model(folder, threads))
+                       load_serving_model(folder, threads, runtime))
 
 
 def _digest_or_none(folder: Path) -> str | None:
@@ -129,8 +137,13 @@ def fetch_artefact(settings: Settings, registered: RegisteredModel) -> Path:
 
 
 def load_registered(settings: Settings, registered: RegisteredModel, threads: int | None = None) -> ActiveModel:
-    """The registered model, loaded from verified bytes (the folder's digest is checked again after loading)."""
-    model = load_model_folder(registered.version, fetch_artefact(settings, registered), threads)
+    """The registered model, loaded from verified bytes (the folder's digest is checked again after loading), on
+    the runtime `WASTEX_SERVING_RUNTIME` forces, else the registry's."""
+    runtime = settings.serving_runtime or registered.runtime
+    why = ("set by WASTEX_SERVING_RUNTIME" if settings.serving_runtime else
+           "the registry's choice" if registered.runtime else "none registered: the default chain")
+    log.info("loading model %s on runtime %s (%s)", registered.version, runtime or "litert or keras", why)
+    model = load_model_folder(registered.version, fetch_artefact(settings, registered), threads, runtime)
     if model.digest != registered.digest:  # a concurrent writer replaced the cache folder between fetch and load
         raise UnservableModel(f"model {registered.version}: loaded digest {model.digest}, registered digest "
                               f"{registered.digest}")

@@ -6,7 +6,11 @@ import uuid
 from pathlib import Path
 
 from flask import Flask
+from markupsafe import escape
+from sqlalchemy import select
 
+from infra.clients import db_sessions
+from infra.db.models import ModelVersion
 from infra.db.registry import production_model, promote
 from infra.settings import Settings
 from infra.topic_reader import TopicReader
@@ -44,3 +48,22 @@ def test_an_operator_promotes_and_rolls_back_models(app: Flask, deployment: Sett
     mine = [(e.payload["model_version"], e.payload["action"], e.payload["promoted_by"], e.source)
             for e in promotions if e.payload["promoted_by"] == name]
     assert mine == [(second, "promote", name, "review_ui"), (first, "rollback", name, "review_ui")]
+
+
+def test_the_models_page_shows_each_versions_runtime_and_the_figures_behind_it(app: Flask, deployment: Settings,
+                                                                                tmp_path: Path) -> None:
+    version = import_controlled(deployment, tmp_path, f"ui-runtime-{uuid.uuid4().hex[:6]}", METAL_GLASS)
+    with db_sessions(deployment)() as session:
+        row = session.scalars(select(ModelVersion).where(ModelVersion.version == version)).one()
+    operator = SignedIn(app, add_operator(deployment, f"rt-{uuid.uuid4().hex[:6]}"))
+
+    page = operator.get("/models").text
+    start = page.index(f'data-model="{version}"')
+    end = page.find("data-model=", start + 1)
+    shown = page[start:end if end > 0 else len(page)]  # this version's table row, its figures included
+    assert f'<span class="serving-runtime">{row.serving_runtime}</span>' in shown
+    for candidate in row.runtime_check["candidates"]:
+        assert f'data-runtime="{candidate["runtime"]}"' in shown
+        assert f"{candidate['images_per_second']:.1f}" in shown
+        assert str(escape("accepted" if candidate["accepted"] else f"rejected: {candidate['reason']}")) in shown
+    assert "non-waste photos labelled with the Keras model&#39;s top class" in shown  # escaped as every text

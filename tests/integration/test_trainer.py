@@ -230,6 +230,21 @@ def test_the_registered_model_carries_its_energy_reference_and_review_rate(deplo
     assert completed["metrics"]["ood_recall"] == pytest.approx(run.metrics["ood_recall"])
 
 
+def test_the_registered_model_serves_on_the_runtime_measured_on_its_val_split(deployment: Settings,
+                                                                              first_run: FirstRun) -> None:
+    run = first_run.run
+    with db_sessions(deployment)() as session:
+        row = session.scalars(select(ModelVersion).where(ModelVersion.version == run.run_id)).one()
+    check = row.runtime_check
+    measured = {candidate["runtime"]: candidate for candidate in check["candidates"]}
+
+    assert check["check_images"] == f"{2 * PER_SPLIT['val']} images of the val split"
+    assert row.serving_runtime == check["chosen"] and measured[row.serving_runtime]["accepted"]
+    assert {"litert", "keras"} <= measured.keys()
+    assert any(f"serving runtime {row.serving_runtime} (measured on {check['check_images']})" in line
+               for line in run.log)
+
+
 def test_a_trainer_killed_mid_run_leaves_a_failed_attempt_and_the_restart_completes_the_request(
         deployment: Settings, first_run: FirstRun, tmp_path: Path) -> None:
     previous = first_run.run.run_id

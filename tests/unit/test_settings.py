@@ -105,3 +105,13 @@ def test_a_malformed_trainer_setting_names_itself(clean_env: Path, monkeypatch: 
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=message):
         load_settings()
+
+
+def test_the_serving_runtime_is_the_registrys_unless_a_known_runtime_is_forced(
+        clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().serving_runtime == ""
+    monkeypatch.setenv("WASTEX_SERVING_RUNTIME", "OpenVINO-F32")
+    assert load_settings().serving_runtime == "openvino-f32"
+    monkeypatch.setenv("WASTEX_SERVING_RUNTIME", "onnx")
+    with pytest.raises(ValueError, match=r"WASTEX_SERVING_RUNTIME must be empty .* or one of openvino-f32"):
+        load_settings()

@@ -1,0 +1,11 @@
+"""The names of the serving runtimes, apart from the runtimes themselves so that settings can check a name
+without importing numpy (infra.serving_runtimes loads and runs them)."""
+
+from __future__ import annotations
+
+KERAS = "keras"
+LITERT = "litert"
+OPENVINO = "openvino"
+PRECISIONS = ("f32", "bf16")
+OPENVINO_RUNTIMES = tuple(f"{OPENVINO}-{precision}" for precision in PRECISIONS)
+RUNTIMES = (*OPENVINO_RUNTIMES, LITERT, KERAS)
