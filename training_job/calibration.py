@@ -1,5 +1,5 @@
-"""Enough in-distribution images to calibrate the OOD thresholds on: the val split, plus every training image
-scored out of fold.
+"""Enough in-distribution images to calibrate the OOD thresholds on when the val split is small: the val split,
+plus every training image scored out of fold (training_run.VAL_ENOUGH says when val alone is enough).
 
 Out of fold: the trained model's penultimate features of the training images (plain view) are split into k
 stratified folds; for each fold a fresh linear head learns from the other folds and scores the held-out one, so no
@@ -11,12 +11,9 @@ weights) with L-BFGS and an L2 penalty; its strength is the one whose head, fitt
 lowest val loss, as the head phase's early stopping keeps the epoch with the lowest val loss. All heads of 2,000
 TrashNet images take about half a minute on two busy cores.
 
-The fresh heads are put on the scale of the model that serves, so their energies compare with the val split's:
-- Softmax cross-entropy cannot see a shift of all of an image's logits, but the energy can: each out-of-fold row
-  takes the final head's mean logit of that image.
-- A head fitted to convergence spreads its logits about their mean less (or more) than the trained head does, which
-  moved the thresholds' test review rate from the 5% asked to 2%: the rows' logits about their mean are multiplied
-  by the least-squares factor that maps a fresh head's centred val logits onto the final head's.
+Softmax cross-entropy cannot see a shift of all of an image's logits, but the energy can: each out-of-fold row keeps
+the fresh head's logits about their mean and takes the final head's mean logit of that image, so the energies are on
+the scale of the model that serves.
 """
 
 from __future__ import annotations
@@ -91,38 +88,23 @@ def _fitted_head(features: np.ndarray, targets: np.ndarray, weights: np.ndarray,
     return parameters[:-num_classes].reshape(dimensions, num_classes), parameters[-num_classes:]
 
 
-def _penalty(inputs: HeadInputs, features: np.ndarray, targets: np.ndarray, label_smoothing: float
-             ) -> tuple[float, Head]:
-    """The L2 strength whose head, fitted on every training image, has the lowest val loss; and that head."""
+def _penalty(inputs: HeadInputs, features: np.ndarray, targets: np.ndarray, label_smoothing: float) -> float:
+    """The L2 strength whose head, fitted on every training image, has the lowest val loss."""
     val_targets = _soft_targets(inputs.val_labels, targets.shape[1], label_smoothing)
-    best, lowest, head, best_head = L2_STRENGTHS[0], np.inf, None, None
+    best, lowest, head = L2_STRENGTHS[0], np.inf, None
     for l2 in L2_STRENGTHS:  # strongest first, each fit starting from the last one's head
         head = _fitted_head(features, targets, inputs.train_weights, l2, head)
         loss = _loss(head, inputs.val_features, val_targets)
-        if best_head is None or loss < lowest:
-            best, lowest, best_head = l2, loss, head
-    return best, best_head
-
-
-def _centred(logits: np.ndarray) -> np.ndarray:
-    return logits - logits.mean(axis=1, keepdims=True)
-
-
-def serving_spread(val_features: np.ndarray, fresh: Head, serving: Head) -> float:
-    """The factor a fresh head's logits about their mean take to match the serving head's on the val images (least
-    squares); 1 without val images to compare on."""
-    fresh_logits = _centred(val_features @ fresh[0] + fresh[1])
-    serving_logits = _centred(val_features @ serving[0] + serving[1])
-    norm = float((fresh_logits ** 2).sum())
-    return float((fresh_logits * serving_logits).sum()) / norm if norm > 0 else 1.0
+        if loss < lowest:
+            best, lowest = l2, loss
+    return best
 
 
 def out_of_fold_logits(inputs: HeadInputs, head: keras.layers.Dense, label_smoothing: float, folds: int = FOLDS,
                        seed: int = 0) -> np.ndarray:
     """(train images, classes) logits of the training images, each from a head fitted without its fold.
 
-    ``head`` is the trained model's Dense head: it gives each image its mean logit and the logits' spread (see the
-    module docstring).
+    ``head`` is the trained model's Dense head: it gives each image its mean logit (see the module docstring).
     With fewer than two images in every class there are no folds to make, and no rows come back.
     """
     kernel, bias = head.get_weights()
@@ -133,8 +115,7 @@ def out_of_fold_logits(inputs: HeadInputs, head: keras.layers.Dense, label_smoot
     # float32 as the model computes: the fits' matrix products take half the time of float64 ones.
     features = inputs.train_features.astype(np.float32)
     targets = _soft_targets(inputs.train_labels, num_classes, label_smoothing).astype(np.float32)
-    l2, full_head = _penalty(inputs, features, targets, label_smoothing)
-    spread = serving_spread(inputs.val_features.astype(np.float32), full_head, (kernel, bias))
+    l2 = _penalty(inputs, features, targets, label_smoothing)
     # A class with fewer images than folds is missing from some folds' fits: those of its images are scored by a
     # head that never saw the class, as an unseen image of a new class would be.
     with warnings.catch_warnings():
@@ -144,5 +125,5 @@ def out_of_fold_logits(inputs: HeadInputs, head: keras.layers.Dense, label_smoot
     for fitted, held_out in splits:
         fold_kernel, fold_bias = _fitted_head(features[fitted], targets[fitted], inputs.train_weights[fitted], l2)
         fold_logits = features[held_out] @ fold_kernel + fold_bias
-        logits[held_out] = spread * _centred(fold_logits)
+        logits[held_out] = fold_logits - fold_logits.mean(axis=1, keepdims=True)
     return logits + (features @ kernel + bias).mean(axis=1, keepdims=True)

@@ -4,12 +4,13 @@ see it, on the final head's energy scale, and thresholds from them that cost wha
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import keras
 import numpy as np
 import pytest
 
-from training_job import calibration
+from training_job import calibration, training_run
 from training_job.calibration import HeadInputs, out_of_fold_logits
 from training_job.evaluation import flagged, thresholds_for_review_rate
 
@@ -102,26 +103,15 @@ def test_too_few_images_for_two_folds_give_no_rows(synthetic, head) -> None:
     assert out_of_fold_logits(one_each, head, SMOOTHING).shape == (0, CLASSES)
 
 
-def test_out_of_fold_scores_take_the_spread_of_a_sharper_serving_head(synthetic, head) -> None:
-    inputs = synthetic["inputs"]
-    kernel, bias = head.get_weights()
-    sharper = keras.layers.Dense(CLASSES)
-    sharper.build((None, DIMENSIONS))
-    sharper.set_weights([3.0 * kernel, 3.0 * bias])  # a head trained longer: the same ranking, wider logits
-    calibration_logits = np.concatenate([inputs.val_features @ sharper.get_weights()[0] + sharper.get_weights()[1],
-                                         out_of_fold_logits(inputs, sharper, SMOOTHING)])
+@pytest.mark.parametrize(("val_images", "out_of_fold_rows"), [(training_run.VAL_ENOUGH - 1, 300),
+                                                             (training_run.VAL_ENOUGH, 0)])
+def test_out_of_fold_scores_join_the_calibration_only_while_the_val_split_is_small(
+        monkeypatch, val_images: int, out_of_fold_rows: int) -> None:
+    monkeypatch.setattr(training_run, "predict_logits", lambda model, uris, *a, **k: np.zeros((len(uris), CLASSES)))
+    monkeypatch.setattr(training_run, "out_of_fold_logits", lambda *a, **k: np.ones((300, CLASSES)))
+    monkeypatch.setattr(training_run, "head_layer", lambda model: None)
+    trained = SimpleNamespace(model=None, head_inputs=object(), config=SimpleNamespace(label_smoothing=0.1, seed=0))
 
-    thresholds = thresholds_for_review_rate(calibration_logits, 0.05)
+    val, out_of_fold = training_run.calibration_logits(trained, [f"v{i}" for i in range(val_images)], None)
 
-    unseen = synthetic["unseen"] @ sharper.get_weights()[0] + sharper.get_weights()[1]
-    assert np.mean(flagged(unseen, thresholds)) == pytest.approx(0.05, abs=0.02)
-
-
-def test_the_spread_factor_is_the_least_squares_ratio_of_centred_val_logits() -> None:
-    rng = np.random.default_rng(3)
-    features = rng.normal(size=(50, DIMENSIONS))
-    fresh = (rng.normal(size=(DIMENSIONS, CLASSES)), rng.normal(size=CLASSES))
-    serving = (2.5 * fresh[0], 2.5 * fresh[1] + 7.0)  # wider about the mean, and shifted: only the width counts
-
-    assert calibration.serving_spread(features, fresh, serving) == pytest.approx(2.5)
-    assert calibration.serving_spread(features[:0], fresh, serving) == 1.0
+    assert len(val) == val_images and len(out_of_fold) == out_of_fold_rows
