@@ -14,6 +14,8 @@ scored. Here:
 - a partition whose first unacked record stays behind later acks for HEAD_GAP_REREAD_S, or whose commit
   position stays short of the log's end for UNACKED_REREAD_S, is read again from there, between two
   fetches; a record processed already comes again, a duplicate at worst.
+A table's changelog created just before the group formed is not taken for a partition mismatch (its partitions
+are not known yet), which would crash the agent that writes the table.
 
 And a worker started while the broker is down waits for it (capped backoff) instead of exiting.
 """
@@ -118,6 +120,12 @@ class CurrentGenerationConsumer(aiokafka.Consumer):
         if committed:  # Faust notes an offset as committed even when the commit failed (the broker down, say)
             self._confirmed.update(offsets)
         return committed
+
+    def topic_partitions(self, topic: str) -> int | None:
+        # The group's metadata snapshot lists a topic created moments before the join (a table's changelog) with 0
+        # partitions until its next refresh, minutes later; Faust would take that for a partition mismatch and
+        # crash the table's agent on its first write. 0 means not known yet.
+        return super().topic_partitions(topic) or None
 
     def committed_past(self, tp: TP, offset: int) -> bool:
         """Whether the broker confirmed a commit of `tp` beyond `offset`: no consumer reads that record again."""

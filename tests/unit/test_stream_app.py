@@ -124,3 +124,13 @@ def test_a_worker_asked_to_stop_exits_by_its_deadline_even_if_faust_never_finish
     worker = WorkerWithStopDeadline(StreamApp("stop-test", broker="kafka://127.0.0.1:1"), stop_timeout_s=0.05)
     worker._schedule_shutdown(signal.SIGTERM)
     assert exited.wait(5) and exits == [1]
+
+
+def test_a_changelog_the_group_snapshot_lists_without_partitions_is_not_taken_for_a_partition_mismatch() -> None:
+    snapshot = {"t.scoring-latest-snapshots-changelog": 0, "t.counts.partition-snapshots": 1}
+    consumer = CurrentGenerationConsumer.__new__(CurrentGenerationConsumer)
+    consumer._thread = SimpleNamespace(topic_partitions=snapshot.get)
+
+    assert consumer.topic_partitions("t.scoring-latest-snapshots-changelog") is None
+    assert consumer.topic_partitions("t.counts.partition-snapshots") == 1
+    assert consumer.topic_partitions("t.unknown") is None
