@@ -2,12 +2,15 @@
 
 Runs in an isolated deployment (own topics, database and buckets) with one real scoring worker.
 The images are uploaded first; the timed part publishes their events, as a burst for the sustained rate
-and then paced at 70% of it for latency, which is measured to the broker timestamp of the routed record.
+and then paced at 70% of it for latency, which is measured to the broker timestamp of the routed record. The
+worker's CPU time over the burst (all its threads, from /proc) divided by the images is what the stream costs
+per image, to set against the decode + model pipeline's own.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +36,8 @@ from training_job.model_registry import import_model
 
 WARM_UP_IMAGES = 64
 LATENCY_SHARE = 0.7
+# The counting agents read the routed records after they are routed: their CPU belongs to the burst's cost too.
+COUNTING_SETTLE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class StreamFigures:
     p50_ms: float
     p99_ms: float
     routed: int
+    worker_cpu_ms_per_image: float
 
 
 def captured_images(photos: list[bytes]) -> list[CapturedImage]:
@@ -98,6 +104,12 @@ class RoutedRecords:
         self._consumer.close()
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process, all its threads (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _publish_burst(publisher: EventPublisher, stored: list[Event]) -> tuple[list[Event], float]:
     started = time.time()
     burst = [recaptured(event) for event in stored]
@@ -119,11 +131,13 @@ def publish_paced(publisher: EventPublisher, stored: list[Event], rate: float, s
 
 
 def measure_stream(settings: Settings, keras_file: Path, info: ArtefactInfo, photos: list[bytes],
-                   latency_seconds: float, log_dir: Path) -> StreamFigures:
+                   latency_seconds: float, log_dir: Path, runtime: str) -> StreamFigures:
+    """The stream's figures with the worker serving on `runtime`."""
     isolated = create_deployment(settings)
     client = minio_client(isolated)
     # Images stay put for the whole run: the same photo is captured again in the latency phase.
-    worker = WorkerProcess(isolated, "bench-scoring", free_port(), log_dir, WASTEX_DELETE_DELAY_S="86400")
+    worker = WorkerProcess(isolated, f"bench-scoring-{runtime}", free_port(), log_dir,
+                           WASTEX_DELETE_DELAY_S="86400", WASTEX_SERVING_RUNTIME=runtime)
     try:
         imported = import_model(isolated, keras_file, info.classes, tau_energy=info.tau_energy,
                                 tau_softmax=info.tau_softmax)
@@ -132,14 +146,20 @@ def measure_stream(settings: Settings, keras_file: Path, info: ArtefactInfo, pho
         sink = CaptureSink(client, isolated.bucket_images, publisher)
         with ThreadPoolExecutor(4) as pool:
             stored = list(pool.map(sink.store, captured_images(photos)))
-        worker.start().wait_serving(timeout_s=300)
+        health = worker.start().wait_serving(timeout_s=300)
+        if health["runtime"] != runtime:
+            raise RuntimeError(f"the worker serves on {health['runtime']}, not {runtime}: see {worker.log_path}")
+        assert worker.process is not None
         routed = RoutedRecords(isolated)
         try:
             warm_up, _ = _publish_burst(publisher, stored[:WARM_UP_IMAGES])
             routed.wait_for({e.event_id for e in warm_up}, 300)
 
+            cpu_before = process_cpu_seconds(worker.process.pid)
             burst, started = _publish_burst(publisher, stored)
             routed.wait_for({e.event_id for e in burst}, 600)
+            time.sleep(COUNTING_SETTLE_S)
+            cpu_ms_per_image = 1000 * (process_cpu_seconds(worker.process.pid) - cpu_before) / len(burst)
             pipeline_ips = len(burst) / (max(routed.routed_at[e.event_id] for e in burst) - started)
 
             rate = LATENCY_SHARE * pipeline_ips
@@ -153,5 +173,5 @@ def measure_stream(settings: Settings, keras_file: Path, info: ArtefactInfo, pho
         worker.stop()
         drop_deployment(isolated)
     return StreamFigures(pipeline_ips, rate, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)),
-                         len(routed.routed_at))
+                         len(routed.routed_at), cpu_ms_per_image)
 

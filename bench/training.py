@@ -3,13 +3,16 @@ baseline (same architecture, random initialisation) trained end to end for the s
 
 Reported: test-split accuracy, macro-F1 and per-class F1 of both; energy-score OOD AUROC of the trained model
 against non-waste photos (scikit-image's photos and crops of them); training wall time; throughput of the
-trained model on the serving runtime (LiteRT) at batch 32.
+trained model on the serving runtime (LiteRT) at batch 32; and the serving-runtime check a registration runs
+(training_job.runtime_check on the val split): every candidate's agreement with Keras and the runtime chosen.
+`--keep-model DIR` keeps the trained model, for `wastex bench scoring --model DIR`.
 
 TensorFlow is imported inside the command, so listing the benchmarks stays fast.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -104,10 +107,15 @@ def _scratch_baseline(dataset, config, seconds: float) -> dict[str, object]:
               help="Training wall-time budget, for the model and for the from-scratch baseline each.")
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
               help="Also train the from-scratch baseline (doubles the run time).")
+@click.option("--keep-model", type=click.Path(file_okay=False, path_type=Path),
+              help="Copy the trained model folder here (for `wastex bench scoring --model`).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def training(dataset: Path | None, minutes: float, baseline: bool, as_json: bool) -> None:
+def training(dataset: Path | None, minutes: float, baseline: bool, keep_model: Path | None, as_json: bool) -> None:
     """Accuracy, macro-F1 and OOD AUROC of a model trained on TrashNet within --minutes, vs. from scratch."""
-    from training_job.dataset_source import load_dataset
+    from infra.images import ImageLimits
+    from infra.settings import load_settings
+    from training_job.dataset_source import ImageReader, load_dataset
+    from training_job.runtime_check import check_runtime, split_check_images
     from training_job.trainer import TrainConfig
     from training_job.training_run import run_training
 
@@ -118,6 +126,10 @@ def training(dataset: Path | None, minutes: float, baseline: bool, as_json: bool
         run = run_training(data, work / "model", config)
         auroc, ood_images = _ood_auroc(run.out_dir, run.logits, work)
         throughput, runtime = _serving_images_per_second(run.out_dir, [row.image for row in data.split("test")])
+        _, runtime_check = check_runtime(run.out_dir, split_check_images(data, "val", run.classes, ImageReader()),
+                                         ImageLimits.of(load_settings()))
+        if keep_model is not None:
+            shutil.copytree(run.out_dir, keep_model)
 
     training_s = run.trained.timings["training_s"]
     figures: dict[str, object] = {
@@ -136,6 +148,8 @@ def training(dataset: Path | None, minutes: float, baseline: bool, as_json: bool
         "inference_ips": throughput,
         "inference_runtime": runtime,
         "batch_size": BATCH,
+        "serving_runtime": runtime_check["chosen"],
+        "runtime_check": runtime_check,
     }
     if baseline:
         figures.update(_scratch_baseline(data, config, training_s))

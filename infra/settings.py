@@ -164,6 +164,8 @@ class Settings:
     scoring_batch_wait_ms: int
     scoring_web_port: int
     serving_runtime: str  # "": each model version's registered runtime; else this one for every version
+    model_threads: int  # the serving runtime's threads; 0: every usable core (infra.cpu_budget)
+    decode_threads: int  # the fetch-and-decode pool of a scoring worker; 0: half the usable cores
     keep_sample_rate: float
     audit_rate: float  # share of in-distribution images (by content hash) kept and queued for an audit answer
     review_rate: float  # share of in-distribution images the trainer calibrates the OOD thresholds to flag
@@ -287,6 +289,8 @@ def load_settings() -> Settings:
         scoring_batch_wait_ms=_env_int("WASTEX_SCORING_BATCH_WAIT_MS", 100),
         scoring_web_port=_env_int("WASTEX_SCORING_WEB_PORT", 6066),
         serving_runtime=_env_serving_runtime(),
+        model_threads=_env_int("WASTEX_MODEL_THREADS", 0),
+        decode_threads=_env_int("WASTEX_DECODE_THREADS", 0),
         keep_sample_rate=float(_env("WASTEX_KEEP_SAMPLE_RATE", "0")),
         delete_delay_s=float(_env("WASTEX_DELETE_DELAY_S", "120")),
         audit_rate=_env_rate("WASTEX_AUDIT_RATE", 0.02),

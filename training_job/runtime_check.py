@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from infra.cpu_budget import thread_budget
 from infra.images import ImageLimits, ImageRefused
 from infra.model_frames import decode_frame
 from infra.runtime_choice import BATCH, RuntimeChoice, candidate_loaders, choose_runtime
@@ -82,7 +82,7 @@ def check_runtime(folder: Path, check: CheckImages, limits: ImageLimits) -> tupl
         pixels, reference, ties = _without_ties(pixels, reference)
         source += f" ({ties} left out: Keras has no top class on them)" if ties else ""
     info = read_artefact_info(folder)
-    threads = os.cpu_count() or 1
+    threads = thread_budget().model  # as a worker on this machine runs it
     loaders, skipped = candidate_loaders(folder, threads)
     loaders[KERAS] = lambda: reference_model  # loaded and traced already: measured as it is, not loaded again
     choice = choose_runtime(folder, pixels, reference, reference.argmax(axis=1) if labels is None else labels,

@@ -1,8 +1,9 @@
 """One training run end to end: train, calibrate the OOD thresholds, evaluate, write the model directory.
 
 The OOD thresholds are calibrated on the val split, plus the out-of-fold scores of the training images
-(``calibration``) when the val split is small, to flag the review rate asked for (``evaluation.thresholds_for_review_rate``); the metrics report
-the share of the evaluated split they flag and the share of a set of non-waste photos (``ood_photos``) they catch.
+(``calibration``) when the val split is small, to flag the review rate asked for
+(``evaluation.thresholds_for_review_rate``); the metrics report the share of the evaluated split they flag and the
+share of a set of non-waste photos (``ood_photos``) they catch.
 """
 
 from __future__ import annotations

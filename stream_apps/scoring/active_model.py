@@ -10,6 +10,7 @@ openvino -> litert -> keras, and `/health/` reports the one that serves.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import uuid
@@ -40,6 +41,7 @@ class RegisteredModel:
     artefact_uri: str  # the folder, s3://<bucket>/<prefix>
     digest: str | None  # None for a row registered before digests were recorded
     runtime: str | None = None  # None for a row registered before runtimes were chosen: the default chain
+    runtime_check: dict | None = None  # the measurement behind the choice (infra.runtime_choice), as registered
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,16 @@ class ActiveModel:
     classes: list[str]
     thresholds: Thresholds
     runtime: ServingModel
+    served_because: str = "loaded from a folder"  # why this runtime serves: the registry's choice, a setting, ...
+    runtime_check: dict | None = None
+
+    def runtime_report(self) -> dict:
+        """What `/health/` says of the runtime: the one serving, why, and every candidate's figures."""
+        candidates = (self.runtime_check or {}).get("candidates", [])
+        return {"runtime": self.runtime.runtime, "runtime_because": self.served_because,
+                "runtime_candidates": {c["runtime"]: {"images_per_second": round(c["images_per_second"], 1),
+                                                      "accepted": c["accepted"], "reason": c["reason"]}
+                                       for c in candidates}}
 
     @property
     def input_size(self) -> int:
@@ -59,7 +71,7 @@ def registered_production(settings: Settings) -> RegisteredModel | None:
     """The registry's production row, if any."""
     row = production_model(settings)
     return None if row is None else RegisteredModel(row.version, row.artefact_uri, row.artefact_digest,
-                                                    row.serving_runtime)
+                                                    row.serving_runtime, row.runtime_check)
 
 
 def load_model_folder(version: str, folder: Path, threads: int | None = None, runtime: str | None = None
@@ -147,4 +159,6 @@ def load_registered(settings: Settings, registered: RegisteredModel, threads: in
     if model.digest != registered.digest:  # a concurrent writer replaced the cache folder between fetch and load
         raise UnservableModel(f"model {registered.version}: loaded digest {model.digest}, registered digest "
                               f"{registered.digest}")
-    return model
+    if runtime is not None and model.runtime.runtime != runtime:
+        why = f"{runtime} ({why}) cannot run here: fell back"
+    return dataclasses.replace(model, served_because=why, runtime_check=registered.runtime_check)

@@ -38,6 +38,6 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
         model = holder.current
         return web.json({"worker": worker_name, "model_version": model.version if model else None,
                          "model_digest": model.digest if model else None,
-                         "runtime": model.runtime.runtime if model else None, **degradation.report()})
+                         **(model.runtime_report() if model else {"runtime": None}), **degradation.report()})
 
     return app

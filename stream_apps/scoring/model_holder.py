@@ -38,9 +38,11 @@ WAITING_FOR = "model"  # the Degradation entry of this holder
 
 
 class ModelHolder:
-    def __init__(self, settings: Settings, batch_size: int, degradation: Degradation) -> None:
+    def __init__(self, settings: Settings, batch_size: int, degradation: Degradation, threads: int | None = None
+                 ) -> None:
         self._settings = settings
         self._batch_size = batch_size
+        self._threads = threads  # the runtime's compute threads (infra.cpu_budget); None: every usable core
         self._degradation = degradation
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="model-loader")
         self._backoff = Backoff(cap_s=settings.retry_max_delay_s)
@@ -137,7 +139,7 @@ class ModelHolder:
         return delay
 
     def _load_warm(self, registered: RegisteredModel) -> ActiveModel:
-        model = load_registered(self._settings, registered)
+        model = load_registered(self._settings, registered, self._threads)
         size = model.input_size
         # The first call allocates the interpreter's tensors; paying for it here keeps it off a live batch.
         model.runtime.logits(np.zeros((self._batch_size, size, size, 3), np.float32))

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 class ScoringPipeline:
-    def __init__(self, scorer: BatchScorer, decode_threads: int = 2, chunk_size: int = 8) -> None:
+    def __init__(self, scorer: BatchScorer, decode_threads: int = 1, chunk_size: int = 8) -> None:
         self.scorer = scorer
         self.chunk_size = chunk_size
         self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")

@@ -16,6 +16,7 @@ import asyncio
 import faust
 
 from infra.clients import minio_client
+from infra.cpu_budget import thread_budget
 from infra.retry import Degradation
 from infra.settings import Settings
 from schemas.topics import IMAGES_CAPTURED
@@ -35,13 +36,14 @@ from stream_apps.scoring.promotions import PromotionFeed
 
 def add_scoring(app: faust.App, settings: Settings, outputs: OutcomeTopics, degradation: Degradation) -> ModelHolder:
     """Register the stage's agent, task and timer on `app`; the holder of the model it serves."""
+    threads = thread_budget(settings.model_threads, settings.decode_threads)
     pipeline = ScoringPipeline(BatchScorer(
         ImageStore(minio_client(settings), settings.max_image_bytes),
         ImageLimits(settings.max_image_bytes, settings.max_image_pixels),
         settings.keep_sample_rate,
         settings.audit_rate,
-    ))
-    holder = ModelHolder(settings, settings.scoring_batch_size, degradation)
+    ), decode_threads=threads.decode)
+    holder = ModelHolder(settings, settings.scoring_batch_size, degradation, threads.model)
     deletions = CaptureDeletions(settings, degradation)
     captured = raw_topic(app, settings, IMAGES_CAPTURED)
     # A passing failure waits and scores the batch again; a failing model waits; only a bad record is dead-lettered.

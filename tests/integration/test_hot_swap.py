@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from infra.clients import db_sessions, minio_client
 from infra.db.models import ModelVersion
@@ -63,9 +63,17 @@ def _serving(workers: list[WorkerProcess], version: str) -> bool:
     return all(worker.wait_healthy(5)["model_version"] == version for worker in workers)
 
 
+def _serve_on(isolated: Settings, version: str, runtime: str) -> None:
+    with db_sessions(isolated).begin() as session:
+        session.execute(update(ModelVersion).where(ModelVersion.version == version).values(serving_runtime=runtime))
+
+
 def test_promotion_and_rollback_reach_every_worker_under_load(deployment: Settings, tmp_path: Path) -> None:
     first = import_controlled(deployment, tmp_path, "swap-first", METAL_GLASS)
     second = import_controlled(deployment, tmp_path, "swap-second", METAL_GLASS_PAPER)
+    # Each swap also changes the runtime between two batches.
+    _serve_on(deployment, first, "openvino-f32")
+    _serve_on(deployment, second, "keras")
     promote(deployment, first, promoted_by="test", source="test")
     workers = [WorkerProcess(deployment, f"swap-{i}", 6091 + i, tmp_path).start() for i in range(2)]
     reader = TopicReader(deployment, *OUTPUT_TOPICS, "counts.totals")
@@ -83,6 +91,7 @@ def test_promotion_and_rollback_reach_every_worker_under_load(deployment: Settin
         swap_s = time.monotonic() - promoted
         for _ in range(24):
             camera.shoot("second")
+        swapped = [worker.wait_healthy(5) for worker in workers]
         rolled_back = rollback(deployment, None, promoted_by="test", source="test")
         while not _serving(workers, first):
             camera.shoot("swapping")
@@ -104,6 +113,9 @@ def test_promotion_and_rollback_reach_every_worker_under_load(deployment: Settin
     assert rolled_back.payload["model_version"] == first and rolled_back.payload["action"] == "rollback"
     assert swap_s < 30
     assert all(entry["model_version"] == first for entry in health)
+    assert {(entry["runtime"], entry["runtime_because"]) for entry in swapped} == {("keras", "the registry's choice")}
+    assert {entry["runtime"] for entry in health} == {"openvino-f32"}
+    assert all({"litert", "keras"} <= entry["runtime_candidates"].keys() for entry in health)
     outcomes = _outcomes(reader)
     assert {event_id: len(found) for event_id, found in outcomes.items() if event_id in captured} == \
         {event_id: 1 for event_id in captured}  # none lost, none twice

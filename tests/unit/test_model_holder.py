@@ -42,7 +42,7 @@ class FakeRegistry:
             raise self.read_error
         return self.production
 
-    def load(self, settings: object, registered: RegisteredModel) -> ActiveModel:
+    def load(self, settings: object, registered: RegisteredModel, threads: int | None = None) -> ActiveModel:
         if self.load_error is not None:
             raise self.load_error
         return ActiveModel(registered.version, registered.digest, ["metal", "glass"], Thresholds(), FakeRuntime())

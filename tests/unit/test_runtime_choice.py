@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from infra.images import ImageLimits
+from infra.model_frames import decode_frame
 from infra.runtime_choice import (
     MIN_TOP1_AGREEMENT,
     CandidateFigures,
@@ -19,9 +21,10 @@ from infra.runtime_choice import (
     choose_runtime,
 )
 from infra.serving_runtimes import KerasModel
-from schemas.model_artefact import KERAS_FILE
+from schemas.model_artefact import KERAS_FILE, SERVING_FILE, ArtefactInfo, write_artefact_info
 from schemas.ood_scores import Thresholds
-from tests.controlled_models import METAL_GLASS_PAPER, controlled_model
+from stream_apps.scoring.active_model import load_model_folder
+from tests.controlled_models import GREEN, METAL_GLASS_PAPER, RED, controlled_model, photo
 from training_job.serving_export import export_litert, sample_batch
 
 pytestmark = pytest.mark.unit
@@ -153,3 +156,30 @@ def test_on_a_real_export_openvino_litert_and_keras_all_agree_with_keras(tmp_pat
     assert {candidate.runtime for candidate in choice.candidates} == {"openvino-f32", "litert", "keras"}
     assert all(candidate.accepted and candidate.top1_agreement == 1.0 for candidate in choice.candidates)
     assert choice.chosen in {"openvino-f32", "litert", "keras"} and set(choice.skipped) == {"openvino-bf16"}
+
+
+def test_an_export_perturbed_to_disagree_is_rejected_on_every_runtime_that_reads_it_and_keras_serves(
+        tmp_path: Path) -> None:
+    weights = METAL_GLASS_PAPER[1]
+    controlled_model(tmp_path / KERAS_FILE, weights)
+    perturbed = tmp_path / "perturbed"
+    perturbed.mkdir()
+    # The export of a model whose metal and glass columns are swapped, put where the real export belongs.
+    controlled_model(perturbed / KERAS_FILE, weights[:, [1, 0, 2]])
+    assert export_litert(perturbed).exported
+    (tmp_path / SERVING_FILE).write_bytes((perturbed / SERVING_FILE).read_bytes())
+    limits = ImageLimits(max_bytes=2_000_000, max_pixels=4_000_000)
+    pixels = np.stack([decode_frame(photo(colour, seed), 32, limits) for seed in range(20)
+                       for colour in (RED, GREEN)]).astype(np.float32)
+    reference = KerasModel(tmp_path / KERAS_FILE).logits(pixels)
+
+    choice = choose_runtime(tmp_path, pixels, reference, reference.argmax(axis=1), THRESHOLDS, threads=1,
+                            cpuinfo=AMD_AVX2)
+    rejected = {candidate.runtime: candidate.reason for candidate in choice.candidates if not candidate.accepted}
+    assert rejected.keys() == {"openvino-f32", "litert"}
+    assert all("top-1 agreement" in reason for reason in rejected.values())
+    assert choice.chosen == "keras"
+    write_artefact_info(tmp_path, ArtefactInfo(METAL_GLASS_PAPER[0], THRESHOLDS.tau_energy, THRESHOLDS.tau_softmax))
+    served = load_model_folder("perturbed", tmp_path, threads=1, runtime=choice.chosen)
+    assert served.runtime.runtime == "keras"
+    assert np.array_equal(served.runtime.logits(pixels).argmax(axis=1), reference.argmax(axis=1))
