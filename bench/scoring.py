@@ -29,7 +29,7 @@ from bench.report import print_figures
 from bench.stream_load import captured_events, measure_stream
 from infra.cpu_budget import thread_budget
 from infra.runtime_names import LITERT
-from infra.serving_runtimes import cpu_precisions
+from infra.serving_runtimes import cpu_flags, cpu_precisions
 from infra.settings import load_settings
 from schemas.codec import encode
 from schemas.model_artefact import (
@@ -47,6 +47,7 @@ from training_job.runtime_check import CheckImages, check_runtime
 
 log = logging.getLogger(__name__)
 BATCH = 32
+RUNTIME_FLAGS = {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}
 
 
 class PhotosInMemory:
@@ -122,11 +123,10 @@ def _half_ood_thresholds(model: ActiveModel, pixels: np.ndarray) -> ArtefactInfo
     return ArtefactInfo(model.classes, tau_energy, 0.0)
 
 
-def _cpu_flags() -> list[str]:
+def _runtime_cpu_flags() -> list[str]:
     """The CPU features the runtimes can use, as /proc/cpuinfo lists them."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.partition(":")[2].split()}
-    return sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"})
+    flags = cpu_flags()
+    return sorted(RUNTIME_FLAGS & flags) if isinstance(flags, set) else [flags]
 
 
 @click.command()
@@ -178,7 +178,7 @@ def scoring(dataset: Path | None, model_dir: Path | None, images: int, stream_im
     stream = streams[runtime]
     figures = {
         "runtime": runtime,
-        "cpu_flags": _cpu_flags(),
+        "cpu_flags": _runtime_cpu_flags(),
         "native_precisions": list(cpu_precisions().native),
         "model_threads": budget.model,
         "decode_threads": budget.decode,
@@ -191,6 +191,7 @@ def scoring(dataset: Path | None, model_dir: Path | None, images: int, stream_im
         "pipeline_litert_ips": streams[LITERT].pipeline_ips,
         "worker_cpu_ms_per_image": stream.worker_cpu_ms_per_image,
         "overhead": stream.worker_cpu_ms_per_image / decode_cpu_ms - 1,
+        "services_cpu_ms_per_image": stream.services_cpu_ms_per_image,
         "ratio": stream.pipeline_ips / decode_ips,
         "speedup_vs_keras": stream.pipeline_ips / keras_ips,
         "per_request_ips": per_request.per_request_ips,

@@ -4,13 +4,13 @@ Runs in an isolated deployment (own topics, database and buckets) with one real 
 The images are uploaded first; the timed part publishes their events, as a burst for the sustained rate
 and then paced at 70% of it for latency, which is measured to the broker timestamp of the routed record. The
 worker's CPU time over the burst (all its threads, from /proc) divided by the images is what the stream costs
-per image, to set against the decode + model pipeline's own.
+per image, to set against the decode + model pipeline's own; the servers' CPU time (Kafka, MinIO, PostgreSQL)
+over the same burst is what they take from the same cores.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +24,7 @@ from infra.clients import kafka_consumer, minio_client
 from infra.db.registry import promote
 from infra.deployment import create_deployment, drop_deployment
 from infra.publisher import EventPublisher
-from infra.services.process import free_port
+from infra.services.process import free_port, group_cpu_seconds, process_cpu_seconds
 from infra.settings import Settings
 from producers.capture import SOURCE, CapturedImage, CaptureSink, captured_event
 from schemas.codec import new_event
@@ -48,6 +48,7 @@ class StreamFigures:
     p99_ms: float
     routed: int
     worker_cpu_ms_per_image: float
+    services_cpu_ms_per_image: float  # Kafka, MinIO and PostgreSQL over the same burst
 
 
 def captured_images(photos: list[bytes]) -> list[CapturedImage]:
@@ -104,10 +105,15 @@ class RoutedRecords:
         self._consumer.close()
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a running process, all its threads (fields 14 and 15 of /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def services_cpu_seconds(settings: Settings) -> float:
+    """CPU time of the local Kafka, MinIO and PostgreSQL servers (0 for one not started by `wastex infra up`)."""
+    total = 0.0
+    for pid_file in (settings.state_dir / "run").glob("*.pid"):
+        try:
+            total += group_cpu_seconds(int(pid_file.read_text().strip()))
+        except (OSError, ValueError):
+            continue
+    return total
 
 
 def _publish_burst(publisher: EventPublisher, stored: list[Event]) -> tuple[list[Event], float]:
@@ -156,10 +162,12 @@ def measure_stream(settings: Settings, keras_file: Path, info: ArtefactInfo, pho
             routed.wait_for({e.event_id for e in warm_up}, 300)
 
             cpu_before = process_cpu_seconds(worker.process.pid)
+            services_before = services_cpu_seconds(settings)
             burst, started = _publish_burst(publisher, stored)
             routed.wait_for({e.event_id for e in burst}, 600)
             time.sleep(COUNTING_SETTLE_S)
             cpu_ms_per_image = 1000 * (process_cpu_seconds(worker.process.pid) - cpu_before) / len(burst)
+            services_ms_per_image = 1000 * (services_cpu_seconds(settings) - services_before) / len(burst)
             pipeline_ips = len(burst) / (max(routed.routed_at[e.event_id] for e in burst) - started)
 
             rate = LATENCY_SHARE * pipeline_ips
@@ -173,5 +181,5 @@ def measure_stream(settings: Settings, keras_file: Path, info: ArtefactInfo, pho
         worker.stop()
         drop_deployment(isolated)
     return StreamFigures(pipeline_ips, rate, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)),
-                         len(routed.routed_at), cpu_ms_per_image)
+                         len(routed.routed_at), cpu_ms_per_image, services_ms_per_image)
 

@@ -114,15 +114,23 @@ class PrecisionSupport:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def cpu_precisions(cpuinfo: str | None = None) -> PrecisionSupport:
-    """What the CPU computes natively, from the `flags` lines of `/proc/cpuinfo` (or the text given)."""
+def cpu_flags(cpuinfo: str | None = None) -> set[str] | str:
+    """The CPU's feature flags, from the `flags` lines of `/proc/cpuinfo` (or the text given); a str says why
+    they cannot be read."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError as error:
-            return PrecisionSupport(("f32",), {"bf16": f"cannot read /proc/cpuinfo ({error})"})
-    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags")
-             for flag in line.partition(":")[2].split()}
+            return f"cannot read /proc/cpuinfo ({error})"
+    return {flag for line in cpuinfo.splitlines() if line.startswith("flags")
+            for flag in line.partition(":")[2].split()}
+
+
+def cpu_precisions(cpuinfo: str | None = None) -> PrecisionSupport:
+    """What the CPU computes natively."""
+    flags = cpu_flags(cpuinfo)
+    if isinstance(flags, str):
+        return PrecisionSupport(("f32",), {"bf16": flags})
     if flags & BF16_FLAGS:
         return PrecisionSupport(("f32", "bf16"))
     return PrecisionSupport(("f32",), {"bf16": f"the CPU has none of the flags {', '.join(sorted(BF16_FLAGS))}"})

@@ -174,6 +174,23 @@ def group_rss_bytes(pgid: int) -> int:
     return total
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process, all its threads (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time of the live members of a process group (a server and the children it forked)."""
+    total = 0.0
+    for pid in _group_members(pgid):
+        try:
+            total += process_cpu_seconds(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
 def run_logged(command: Sequence[str], log_file: Path, env: Mapping[str, str] | None = None,
                cwd: Path | None = None, user: str | None = None, timeout: float | None = None,
                secrets: Sequence[str] = ()) -> int:

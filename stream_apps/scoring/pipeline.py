@@ -40,7 +40,8 @@ class ScoringPipeline:
                 if index + 1 < len(chunks):
                     upcoming = loop.run_in_executor(None, prepare, chunks[index + 1])
                 logits, embeddings = await loop.run_in_executor(self.model_thread, infer, model, prepared)
-                outcomes += self.scorer.route(prepared, logits, model, embeddings)
+                # Off the loop too: building and validating 32 outcome events would hold Kafka's I/O for tens of ms.
+                outcomes += await loop.run_in_executor(None, self.scorer.route, prepared, logits, model, embeddings)
         finally:
             if upcoming is not None and not upcoming.done():
                 # The batch failed (MinIO went away, say): the chunk being decoded is not needed any more.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from infra.services.base import ServiceError
 from infra.services.kafka import java_major_version
-from infra.services.process import ManagedProcess, is_alive
+from infra.services.process import ManagedProcess, group_cpu_seconds, is_alive, process_cpu_seconds
 
 
 def test_stop_ends_the_process_and_its_children(tmp_path: Path) -> None:
@@ -60,3 +60,18 @@ def test_java_version_is_read_from_the_real_jdk() -> None:
     java = shutil.which("java")
     assert java is not None
     assert java_major_version(java) >= 17
+
+
+def test_the_cpu_time_of_a_process_group_counts_the_work_of_its_children(tmp_path: Path) -> None:
+    process = ManagedProcess("burner", tmp_path / "run" / "burner.pid", tmp_path / "logs" / "burner.log")
+    # A shell whose child burns a second of CPU and then waits: the group's time is the child's.
+    burn = "import time\nwhile time.process_time() < 1: pass\ntime.sleep(60)"
+    pid = process.spawn(["bash", "-c", f"python3 -c '{burn}'; true"])
+    try:
+        deadline = time.monotonic() + 20
+        while group_cpu_seconds(pid) < 0.9 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert group_cpu_seconds(pid) >= 0.9
+        assert process_cpu_seconds(pid) < 0.3  # the shell itself only waits
+    finally:
+        process.stop()
