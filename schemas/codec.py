@@ -16,7 +16,6 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator, FormatChecker, validators
-from jsonschema._keywords import items as _items_keyword
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 
@@ -101,6 +100,7 @@ def _bundled_schema(name: str) -> dict[str, Any]:
 
 
 _NUMBER = {"type": "number"}
+_DRAFT_ITEMS = Draft202012Validator.VALIDATORS["items"]
 
 
 def _items(validator: Any, items: Any, instance: Any, schema: Mapping[str, Any]) -> Any:
@@ -109,7 +109,7 @@ def _items(validator: Any, items: Any, instance: Any, schema: Mapping[str, Any])
     if items == _NUMBER and isinstance(instance, list) and all(
             type(value) is float or type(value) is int for value in instance):
         return
-    yield from _items_keyword(validator, items, instance, schema)
+    yield from _DRAFT_ITEMS(validator, items, instance, schema)
 
 
 _EventValidator = validators.extend(Draft202012Validator, {"items": _items})
