@@ -1,4 +1,4 @@
-"""`wastex infra up|down|status|reset|smoke`: the local Kafka, MinIO and PostgreSQL."""
+"""`wastex infra up|down|status|reset|smoke`: the local Kafka, MinIO, PostgreSQL and Prometheus."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ console = Console(soft_wrap=True)
 
 @click.group()
 def infra() -> None:
-    """Local infrastructure: real Kafka (KRaft), MinIO and PostgreSQL as processes."""
+    """Local infrastructure: real Kafka (KRaft), MinIO, PostgreSQL and Prometheus as processes."""
 
 
 def start_all() -> None:
@@ -28,7 +28,7 @@ def start_all() -> None:
     for service in all_services(settings):
         with console.status(f"{service.name}: starting on {service.address} ..."):
             outcome = service.up()
-        console.print(f"[green]✓[/] {service.name:<9} {service.address:<22} {outcome}")
+        console.print(f"[green]✓[/] {service.name:<10} {service.address:<22} {outcome}")
     with console.status("provisioning topics, buckets and the database schema ..."):
         created = provision(settings)
     console.print(f"[green]✓[/] provisioned: {len(created['topics'])} new topics, "
@@ -37,7 +37,7 @@ def start_all() -> None:
 
 @infra.command()
 def up() -> None:
-    """Start (or keep) Kafka, MinIO and PostgreSQL and wait until they are healthy."""
+    """Start (or keep) Kafka, MinIO, PostgreSQL and Prometheus and wait until they are healthy."""
     try:
         start_all()
     except ServiceError as error:
@@ -50,7 +50,7 @@ def down() -> None:
     """Stop every service; no process is left behind."""
     for service in reversed(all_services(load_settings())):
         stopped = service.down()
-        console.print(f"{service.name:<9} {'stopped' if stopped else 'was not running'}")
+        console.print(f"{service.name:<10} {'stopped' if stopped else 'was not running'}")
 
 
 @infra.command()
@@ -106,4 +106,4 @@ def smoke() -> None:
 
     result = run_smoke(load_settings())
     for name, outcome in (("kafka", result.kafka), ("minio", result.minio), ("postgres", result.postgres)):
-        console.print(f"[green]✓[/] {name:<9} {outcome}")
+        console.print(f"[green]✓[/] {name:<10} {outcome}")

@@ -213,6 +213,19 @@ class Settings:
     auto_promote: bool
     promote_min_gain: float
     promote_max_class_drop: float
+    # Observability: every long-running process serves /metrics; the local Prometheus scrapes them.
+    metrics_enabled: bool  # off: no /metrics route, no scrape target, nothing recorded (the benchmark's baseline)
+    trainer_metrics_port: int  # the trainer serves no HTTP otherwise: /metrics on this port
+    prometheus_host: str
+    prometheus_port: int
+    prometheus_scrape_s: float
+    prometheus_retention: str
+    ood_alert_rate: float  # the OodRateHigh alert's threshold, exported by the scoring workers
+
+    @property
+    def prometheus_url(self) -> str:
+        """Where the System page queries Prometheus: the local one, or an existing server's URL."""
+        return _env("WASTEX_PROMETHEUS_URL", f"http://{self.prometheus_host}:{self.prometheus_port}").rstrip("/")
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -335,6 +348,13 @@ def load_settings() -> Settings:
         auto_promote=_env("WASTEX_AUTO_PROMOTE", "true").lower() in {"1", "true", "yes"},
         promote_min_gain=_env_float("WASTEX_PROMOTE_MIN_GAIN", 0.0),
         promote_max_class_drop=_env_float("WASTEX_PROMOTE_MAX_CLASS_DROP", 0.05),
+        metrics_enabled=_env("WASTEX_METRICS", "true").lower() in {"1", "true", "yes"},
+        trainer_metrics_port=_env_int("WASTEX_TRAINER_METRICS_PORT", 6068),
+        prometheus_host=_env("WASTEX_PROMETHEUS_HOST", "127.0.0.1"),
+        prometheus_port=_env_int("WASTEX_PROMETHEUS_PORT", 9090),
+        prometheus_scrape_s=_env_float("WASTEX_PROMETHEUS_SCRAPE_S", 5.0),
+        prometheus_retention=_env("WASTEX_PROMETHEUS_RETENTION", "7d"),
+        ood_alert_rate=_env_rate("WASTEX_OOD_ALERT_RATE", 0.3),
     )
 
 

@@ -189,6 +189,8 @@ def demo(dataset: Path | None, workers: int, rate: float, training_minutes: floa
                       "/images[/]")
         console.print(f"Camera {FLOOR_CAMERAS}-1 of site {FLOOR_SITE} sees the same waste on a textured floor: the "
                       "Sites page shows its audited accuracy against the other cameras' and marks it drifting.")
+        console.print(f"System page (health, throughput, lag, latency): [bold]http://{settings.ui_host}:{settings.ui_port}"
+                      f"/system[/]   Prometheus: {settings.prometheus_url} (every process registers its /metrics)")
         console.print(f"Logs: {log_dir}   Ctrl-C stops everything.")
         _watch(settings, children)
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ from contextlib import closing
 from pathlib import Path
 
 from infra.services.base import LaunchSpec, Service
+from infra.services.debian_packages import apt_install
 from infra.services.process import run_logged
 
 PACKAGE = "postgresql"
@@ -59,16 +60,7 @@ class PostgresService(Service):
     def install(self) -> None:
         if find_server_bindir() is not None:
             return
-        apt = shutil.which("apt-get")
-        if apt is None or os.geteuid() != 0:
-            raise self.fail("PostgreSQL server missing: install the Debian package `postgresql` "
-                            "(needs root and apt-get)", with_log=False)
-        install_log = self.log_file.with_name("postgres-install.log")
-        print(f"postgres: installing the Debian package {PACKAGE} (log: {install_log})", flush=True)
-        env = {"DEBIAN_FRONTEND": "noninteractive"}
-        if run_logged([apt, "-y", "-q", "update"], install_log, env=env) != 0 or run_logged(
-                [apt, "-y", "-q", "install", "--no-install-recommends", PACKAGE], install_log, env=env) != 0:
-            raise self.install_failed(f"apt-get install {PACKAGE} failed", install_log)
+        apt_install(self, PACKAGE)
         self._bindir()
 
     def _own(self, path: Path) -> None:

@@ -20,7 +20,7 @@ from review_ui.views.common import class_document, import_uploads, operator, out
 
 blueprint = Blueprint("pages", __name__)
 SHORTCUT_KEYS = "1234567890"
-API_ENDPOINT_PREFIXES = ("api.", "auth.api_", "images.", "groups.api_")
+API_ENDPOINT_PREFIXES = ("api.", "auth.api_", "images.", "groups.api_", "system.api_")
 RECENT_IMPORTS = 20
 
 

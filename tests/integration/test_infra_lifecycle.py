@@ -12,12 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from infra.services.process import free_ports, is_alive, port_is_open
 
 WASTEX = str(Path(sys.executable).with_name("wastex"))
 PORT_SETTINGS = ("WASTEX_KAFKA_PORT", "WASTEX_KAFKA_CONTROLLER_PORT", "WASTEX_MINIO_PORT",
-                 "WASTEX_MINIO_CONSOLE_PORT", "WASTEX_POSTGRES_PORT")
+                 "WASTEX_MINIO_CONSOLE_PORT", "WASTEX_POSTGRES_PORT", "WASTEX_PROMETHEUS_PORT")
+SERVICES = 4
 
 
 @pytest.fixture()
@@ -55,21 +57,28 @@ def test_up_names_a_taken_port_and_the_log(isolated_env: dict[str, str]) -> None
 def test_up_twice_status_down_reset(isolated_env: dict[str, str]) -> None:
     first = _wastex(isolated_env, "infra", "up")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert first.stdout.count("started") == 3
+    assert first.stdout.count("started") == SERVICES
     assert all(port_is_open("127.0.0.1", port) for port in _ports(isolated_env))
 
     second = _wastex(isolated_env, "infra", "up")
     assert second.returncode == 0, second.stdout + second.stderr
-    assert second.stdout.count("already running") == 3
+    assert second.stdout.count("already running") == SERVICES
     assert "0 new topics, 0 new buckets" in second.stdout
+
+    # A changed setting reaches the running Prometheus without a restart.
+    slower = _wastex({**isolated_env, "WASTEX_PROMETHEUS_SCRAPE_S": "7"}, "infra", "up")
+    assert "already running, configuration reloaded" in slower.stdout, slower.stdout + slower.stderr
+    served = requests.get(f"http://127.0.0.1:{isolated_env['WASTEX_PROMETHEUS_PORT']}/api/v1/status/config",
+                          timeout=5).json()["data"]["yaml"]
+    assert "scrape_interval: 7s" in served
 
     status = _wastex(isolated_env, "infra", "status")
     assert status.returncode == 0
-    assert status.stdout.count("healthy") == 3
+    assert status.stdout.count("healthy") == SERVICES
 
     home = Path(isolated_env["WASTEX_HOME"])
     pids = [int(p.read_text()) for p in (home / "run").glob("*.pid")]
-    assert len(pids) == 3
+    assert len(pids) == SERVICES
     down = _wastex(isolated_env, "infra", "down")
     assert down.returncode == 0
     assert not any(port_is_open("127.0.0.1", port) for port in _ports(isolated_env))

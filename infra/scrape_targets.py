@@ -1,0 +1,92 @@
+"""Where Prometheus finds this deployment's processes: one file_sd target file per running process.
+
+Each long-running process writes its own file once its `/metrics` serves and removes it at exit, so the
+local Prometheus (which watches `<state dir>/prometheus/targets/*.json`) scrapes exactly the processes that
+run, whoever started them: `wastex demo`, a test, or an operator. A file whose process died (killed, so no
+exit hook ran) names its pid; `prune_stale_targets` removes it, and `running_targets` never returns it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.settings import Settings
+
+PID_LABEL = "__wastex_pid"  # a meta label: Prometheus reads it for relabelling and then drops it
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    job: str  # the unit: scoring, builder, trainer, review_ui, ingest
+    instance: str  # the process's name within its unit (scoring-1, ...)
+    address: str  # host:port of its HTTP server
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+
+def targets_dir(settings: Settings) -> Path:
+    return settings.state_dir / "prometheus" / "targets"
+
+
+def register_scrape_target(settings: Settings, job: str, instance: str, port: int,
+                           host: str = "127.0.0.1") -> Path | None:
+    """Announce this process's `/metrics` to the local Prometheus until it exits; nothing when metrics are off."""
+    if not settings.metrics_enabled:
+        return None
+    folder = targets_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    pid = os.getpid()
+    path = folder / f"{job}-{instance}-{pid}.json"
+    document = [{"targets": [f"{host}:{port}"], "labels": {"job": job, "instance": instance, PID_LABEL: str(pid)}}]
+    # Written aside and renamed: Prometheus watches the folder and must never read half a file.
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(document))
+    partial.replace(path)
+    atexit.register(path.unlink, missing_ok=True)
+    return path
+
+
+def _read(path: Path) -> ScrapeTarget | None:
+    try:
+        entry = json.loads(path.read_text())[0]
+        labels = entry["labels"]
+        return ScrapeTarget(labels["job"], labels["instance"], entry["targets"][0], int(labels[PID_LABEL]))
+    except (OSError, ValueError, LookupError, TypeError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another account's process: it exists
+        return True
+    return True
+
+
+def running_targets(settings: Settings, job: str | None = None) -> list[ScrapeTarget]:
+    """The registered processes that still run (of one unit, if given), by job and instance."""
+    found = (_read(path) for path in targets_dir(settings).glob("*.json"))
+    return sorted((target for target in found if target is not None and _alive(target.pid)
+                   and (job is None or target.job == job)), key=lambda target: (target.job, target.instance))
+
+
+def prune_stale_targets(settings: Settings) -> list[Path]:
+    """Remove the files of processes that are gone (or unreadable); returns what was removed."""
+    removed = []
+    for path in targets_dir(settings).glob("*.json"):
+        target = _read(path)
+        if target is None or not _alive(target.pid):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            removed.append(path)
+    return removed

@@ -1,0 +1,113 @@
+"""What the System page shows: every process that serves metrics, each stream worker's `/health/` and figures,
+and the last hour's charts from Prometheus. Without Prometheus the page still lists the workers' health.
+
+The charts' queries are panels of the Grafana dashboard too (infra/grafana/wastex-dashboard.json; a test keeps
+the two in step), so the page and the dashboard show the same figures.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from infra.scrape_targets import ScrapeTarget, running_targets
+from infra.settings import Settings
+from review_ui.prometheus_api import PrometheusApi, PrometheusUnreachable, Series
+
+HOUR_S = 3600.0
+STEP_S = 30.0  # 120 points per chart
+HEALTH_TIMEOUT_S = 1.0
+STREAM_WORKERS = ("scoring", "builder")  # the units with a Faust `/health/`
+IMAGES = "wastex_scoring_images_total"
+LATENCY = "wastex_scoring_capture_to_routed_seconds_bucket"
+
+
+@dataclass(frozen=True)
+class Line:
+    expr: str
+    name: str = ""  # the line's name; "" names each series by the value of `by`
+    by: str = ""
+
+
+@dataclass(frozen=True)
+class Chart:
+    key: str
+    title: str
+    unit: str
+    lines: tuple[Line, ...]
+
+
+SYSTEM_CHARTS = (
+    Chart("throughput", "Images per second by outcome", "images/s",
+          (Line(f"sum by (outcome) (rate({IMAGES}[1m]))", by="outcome"),)),
+    Chart("ood_rate", "OOD rate", "share of scored images",
+          (Line(f'sum(rate({IMAGES}{{outcome="ood"}}[5m])) / sum(rate({IMAGES}{{outcome=~"classified|ood"}}[5m]))',
+                name="ood"),)),
+    Chart("latency", "Capture to routed", "seconds",
+          (Line(f"histogram_quantile(0.5, sum by (le) (rate({LATENCY}[5m])))", name="p50"),
+           Line(f"histogram_quantile(0.99, sum by (le) (rate({LATENCY}[5m])))", name="p99"))),
+    Chart("lag", "Consumer lag", "images waiting",
+          (Line("sum by (instance) (wastex_scoring_consumer_lag)", by="instance"),)),
+)
+WORKER_FIGURES = {  # per instance, now
+    "images_per_s": f"sum by (instance) (rate({IMAGES}[1m]))",
+    "lag": "sum by (instance) (wastex_scoring_consumer_lag)",
+    "up": 'up{job=~"scoring|builder|trainer|review_ui|ingest"}',
+}
+
+
+def _health(target: ScrapeTarget, http: requests.Session) -> dict[str, Any]:
+    try:
+        response = http.get(f"{target.url}/health/", timeout=HEALTH_TIMEOUT_S)
+        return response.json()
+    except (requests.RequestException, ValueError) as error:
+        return {"status": "unreachable", "error": f"{type(error).__name__}: /health/ did not answer"}
+
+
+def _chart_document(chart: Chart, prometheus: PrometheusApi, start: float, end: float) -> dict[str, Any]:
+    series = []
+    for line in chart.lines:
+        for found in prometheus.query_range(line.expr, start, end, STEP_S):
+            series.append({"name": line.name or found.labels.get(line.by, "?"),
+                           "points": [[t, v] for t, v in found.points if v == v]})  # NaN: nothing to divide
+    return {"key": chart.key, "title": chart.title, "unit": chart.unit, "series": series}
+
+
+def _by_instance(series: list[Series]) -> dict[str, float]:
+    return {found.labels.get("instance", ""): found.points[-1][1] for found in series if found.points}
+
+
+def system_report(settings: Settings, http: requests.Session | None = None) -> dict[str, Any]:
+    """The System page's document: processes, stream workers with health and figures, charts (or why none)."""
+    http = http or requests.Session()
+    prometheus = PrometheusApi(settings.prometheus_url, http)
+    targets = running_targets(settings)
+    end = time.time()
+    figures: dict[str, dict[str, float]] = {}
+    charts: list[dict[str, Any]] = []
+    error = None
+    try:
+        figures = {key: _by_instance(prometheus.query(expr)) for key, expr in WORKER_FIGURES.items()}
+        charts = [_chart_document(chart, prometheus, end - HOUR_S, end) for chart in SYSTEM_CHARTS]
+    except PrometheusUnreachable as problem:
+        error = str(problem)
+    workers = []
+    for target in targets:
+        if target.job not in STREAM_WORKERS:
+            continue
+        health = _health(target, http)
+        workers.append({"unit": target.job, "instance": target.instance, "address": target.address,
+                        "status": health.get("status"), "health": health,
+                        "model_version": health.get("model_version"), "runtime": health.get("runtime"),
+                        "images_per_s": figures.get("images_per_s", {}).get(target.instance),
+                        "lag": figures.get("lag", {}).get(target.instance)})
+    processes = [{"unit": target.job, "instance": target.instance, "address": target.address,
+                  "scraped": {1.0: "up", 0.0: "down"}.get(figures.get("up", {}).get(target.instance, -1.0),
+                                                           "not scraped yet")}
+                 for target in targets]
+    return {"prometheus": {"url": settings.prometheus_url, "error": error},
+            "metrics_enabled": settings.metrics_enabled, "as_of": end, "window_s": HOUR_S,
+            "processes": processes, "workers": workers, "charts": charts}
