@@ -18,6 +18,7 @@ from pathlib import Path
 from infra.settings import Settings
 
 PID_LABEL = "__wastex_pid"  # a meta label: Prometheus reads it for relabelling and then drops it
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*"})
 
 
 @dataclass(frozen=True)
@@ -36,16 +37,25 @@ def targets_dir(settings: Settings) -> Path:
     return settings.state_dir / "prometheus" / "targets"
 
 
+def scrape_host(listen_host: str) -> str:
+    """Where the local Prometheus reaches a server listening on `listen_host`: loopback for every address."""
+    if listen_host in WILDCARD_HOSTS:
+        return "127.0.0.1"
+    return f"[{listen_host}]" if ":" in listen_host else listen_host
+
+
 def register_scrape_target(settings: Settings, job: str, instance: str, port: int,
                            host: str = "127.0.0.1") -> Path | None:
-    """Announce this process's `/metrics` to the local Prometheus until it exits; nothing when metrics are off."""
+    """Announce this process's `/metrics` (served on `host`, the address it listens on) to the local Prometheus
+    until it exits; nothing when metrics are off."""
     if not settings.metrics_enabled:
         return None
     folder = targets_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     pid = os.getpid()
     path = folder / f"{job}-{instance}-{pid}.json"
-    document = [{"targets": [f"{host}:{port}"], "labels": {"job": job, "instance": instance, PID_LABEL: str(pid)}}]
+    labels = {"job": job, "instance": instance, PID_LABEL: str(pid)}
+    document = [{"targets": [f"{scrape_host(host)}:{port}"], "labels": labels}]
     # Written aside and renamed: Prometheus watches the folder and must never read half a file.
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps(document))

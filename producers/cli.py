@@ -85,6 +85,7 @@ def serve(host: str | None, port: int | None) -> None:
     """
     import logging
 
+    from infra.scrape_targets import register_scrape_target
     from infra.web_server import serve_until_stopped
     from producers.http_ingest import create_ingest_app, create_ingest_server
 
@@ -94,6 +95,7 @@ def serve(host: str | None, port: int | None) -> None:
     server = create_ingest_server(settings, create_ingest_app(settings), host, port)
     console.print(f"HTTP ingest on [bold]http://{host}:{port}/images[/] ({settings.ingest_threads} threads, "
                   f"{settings.ingest_max_decodes} images checked at once)")
+    register_scrape_target(settings, "ingest", "ingest", port, host)  # nothing while metrics are off
     serve_until_stopped(server)
 
 

@@ -24,6 +24,7 @@ from infra.clients import db_sessions
 from infra.retry import is_transient
 from infra.settings import Settings
 from infra.web_server import WebServer, listening
+from producers import ingest_metrics
 from producers.camera_tokens import CameraIdentity, CameraTokens, TokenRejected
 from producers.capture import CapturedImage, CaptureSink
 from producers.upload_checks import (
@@ -143,6 +144,8 @@ def create_ingest_app(settings: Settings, sink: CaptureSink | None = None,
     app = Flask(__name__)
     # Bodies far over the image limit are refused from Content-Length, before a byte is read.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_image_bytes + FORM_OVERHEAD_BYTES
+    if settings.metrics_enabled:
+        ingest_metrics.install(app)
     capture_sink = sink or open_sink(settings)
     camera_tokens = tokens or CameraTokens(db_sessions(settings))
     # Checking an image may decode it (up to 4 bytes per pixel, see infra/images.check_image): a fixed number

@@ -9,11 +9,11 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from review_ui import security
+from review_ui import security, ui_metrics
 from review_ui.services import UiServices
 from review_ui.sign_in_throttle import SignInThrottle, ThrottlePolicy
 from review_ui.signing_key import ui_signing_key
-from review_ui.views import accuracy, api, auth, groups, health, images, models, pages, runs, versions
+from review_ui.views import accuracy, api, auth, groups, health, images, models, pages, runs, system, versions
 
 
 def create_app(services: UiServices) -> Flask:
@@ -36,8 +36,11 @@ def create_app(services: UiServices) -> Flask:
     app.extensions["wastex_ui"] = services
     app.extensions[auth.THROTTLE] = SignInThrottle(services.sessions, ThrottlePolicy.from_settings(settings))
     security.install(app)
+    if settings.metrics_enabled:
+        ui_metrics.install(app, settings)
     for blueprint in (auth.blueprint, pages.blueprint, api.blueprint, images.blueprint, versions.blueprint,
-                      models.blueprint, runs.blueprint, health.blueprint, accuracy.blueprint, groups.blueprint):
+                      models.blueprint, runs.blueprint, health.blueprint, accuracy.blueprint, groups.blueprint,
+                      system.blueprint):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(HTTPException)

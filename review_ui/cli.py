@@ -41,6 +41,7 @@ def ui() -> None:
                    "`wastex ui project` and `wastex ui monitor` apart).")
 def serve(host: str | None, port: int | None, threads: int, projection: bool) -> None:
     """Serve the review UI (and drain the label outbox, follow the count topics)."""
+    from infra.scrape_targets import register_scrape_target
     from infra.web_server import listening, serve_until_stopped
     from review_ui.app import create_app
     from review_ui.services import UiServices
@@ -52,6 +53,7 @@ def serve(host: str | None, port: int | None, threads: int, projection: bool) ->
     server = listening(create_app(services), host, port, threads=threads, ident="wastex-ui")
     services.start()
     console.print(f"review UI on [bold]http://{host}:{port}/[/] (projection {'on' if projection else 'off'})")
+    register_scrape_target(settings, "review_ui", "ui", port, host)  # nothing while metrics are off
     try:  # SIGTERM stops like Ctrl-C: the background loops finish their step and close their consumers
         serve_until_stopped(server)
     finally:

@@ -97,6 +97,20 @@ def outbox_status(session: Session, rejected_shown: int = REJECTED_SHOWN) -> Out
     return OutboxStatus(pending, last_error, oldest, rejected)
 
 
+@dataclass(frozen=True)
+class OutboxBacklog:
+    rows: int  # events still to send
+    oldest_age_s: float  # how long the oldest of them has waited (0 when none), by the database's clock
+
+
+def outbox_backlog(session: Session) -> OutboxBacklog:
+    """How much waits to be sent, in one query (cheap enough for every Prometheus scrape)."""
+    rows, oldest_age_s = session.execute(
+        select(func.count(LabelOutbox.id), func.extract("epoch", func.now() - func.min(LabelOutbox.created_at)))
+        .where(_pending())).one()
+    return OutboxBacklog(rows, float(oldest_age_s or 0.0))
+
+
 def unpublished(session: Session, event_ids: Collection[str]) -> int:
     """How many of these events still wait in the outbox (a rejected one waits no more)."""
     if not event_ids:

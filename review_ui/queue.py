@@ -160,6 +160,12 @@ def kind_counts(session: Session, queue: QueueFilter) -> dict[str, int]:
     return {"all": sum(grouped.values()), "ood": grouped.get("ood", 0), "audit": grouped.get("audit", 0)}
 
 
+def status_counts(session: Session) -> dict[str, int]:
+    """How many items have each status (pending, labelled, discarded; 0 for a status no item has)."""
+    grouped = dict(session.execute(select(ReviewItem.status, func.count()).group_by(ReviewItem.status)).tuples().all())
+    return {status: grouped.get(status, 0) for status in STATUSES if status != "all"}
+
+
 def top_probabilities(classes: list[str], probabilities: list[float], count: int = 5) -> list[dict[str, Any]]:
     ranked = sorted(zip(classes, probabilities, strict=True), key=lambda pair: pair[1], reverse=True)
     return [{"class": name, "probability": round(float(p), 6)} for name, p in ranked[:count]]

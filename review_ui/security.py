@@ -17,7 +17,9 @@ from werkzeug.exceptions import BadRequest
 
 from infra.db.models import Operator
 
-PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.api_csrf", "auth.api_login", "health.health", "static"})
+# `metrics` (ui_metrics.METRICS_ENDPOINT) is for Prometheus, which signs in nowhere; it answers counts only.
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.api_csrf", "auth.api_login", "health.health", "metrics",
+                              "static"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"

@@ -38,25 +38,26 @@ class Chart:
     title: str
     unit: str
     lines: tuple[Line, ...]
+    floor: float  # the least top of the y axis: small values stay small on the chart
 
 
 SYSTEM_CHARTS = (
     Chart("throughput", "Images per second by outcome", "images/s",
-          (Line(f"sum by (outcome) (rate({IMAGES}[1m]))", by="outcome"),)),
+          (Line(f"sum by (outcome) (rate({IMAGES}[1m]))", by="outcome"),), 1.0),
     Chart("ood_rate", "OOD rate", "share of scored images",
           (Line(f'sum(rate({IMAGES}{{outcome="ood"}}[5m])) / sum(rate({IMAGES}{{outcome=~"classified|ood"}}[5m]))',
-                name="ood"),)),
+                name="ood"),), 0.1),
     Chart("latency", "Capture to routed", "seconds",
           (Line(f"histogram_quantile(0.5, sum by (le) (rate({LATENCY}[5m])))", name="p50"),
-           Line(f"histogram_quantile(0.99, sum by (le) (rate({LATENCY}[5m])))", name="p99"))),
+           Line(f"histogram_quantile(0.99, sum by (le) (rate({LATENCY}[5m])))", name="p99")), 1.0),
     Chart("lag", "Consumer lag", "images waiting",
-          (Line("sum by (instance) (wastex_scoring_consumer_lag)", by="instance"),)),
+          (Line("sum by (instance) (wastex_scoring_consumer_lag)", by="instance"),), 10.0),
 )
 WORKER_FIGURES = {  # per instance, now
     "images_per_s": f"sum by (instance) (rate({IMAGES}[1m]))",
     "lag": "sum by (instance) (wastex_scoring_consumer_lag)",
-    "up": 'up{job=~"scoring|builder|trainer|review_ui|ingest"}',
 }
+SCRAPES = 'up{job!="prometheus"}'
 
 
 def _health(target: ScrapeTarget, http: requests.Session) -> dict[str, Any]:
@@ -80,6 +81,16 @@ def _by_instance(series: list[Series]) -> dict[str, float]:
     return {found.labels.get("instance", ""): found.points[-1][1] for found in series if found.points}
 
 
+def _scrape_states(series: list[Series]) -> dict[tuple[str, str], str]:
+    """(job, instance) -> up or down; a process up under any of its scrapes counts up."""
+    states: dict[tuple[str, str], str] = {}
+    for found in series:
+        key = (found.labels.get("job", ""), found.labels.get("instance", ""))
+        if states.get(key) != "up":
+            states[key] = "up" if found.points[-1][1] == 1.0 else "down"
+    return states
+
+
 def system_report(settings: Settings, http: requests.Session | None = None) -> dict[str, Any]:
     """The System page's document: processes, stream workers with health and figures, charts (or why none)."""
     http = http or requests.Session()
@@ -87,10 +98,12 @@ def system_report(settings: Settings, http: requests.Session | None = None) -> d
     targets = running_targets(settings)
     end = time.time()
     figures: dict[str, dict[str, float]] = {}
+    scrapes: dict[tuple[str, str], str] = {}
     charts: list[dict[str, Any]] = []
     error = None
     try:
         figures = {key: _by_instance(prometheus.query(expr)) for key, expr in WORKER_FIGURES.items()}
+        scrapes = _scrape_states(prometheus.query(SCRAPES))
         charts = [_chart_document(chart, prometheus, end - HOUR_S, end) for chart in SYSTEM_CHARTS]
     except PrometheusUnreachable as problem:
         error = str(problem)
@@ -105,9 +118,8 @@ def system_report(settings: Settings, http: requests.Session | None = None) -> d
                         "images_per_s": figures.get("images_per_s", {}).get(target.instance),
                         "lag": figures.get("lag", {}).get(target.instance)})
     processes = [{"unit": target.job, "instance": target.instance, "address": target.address,
-                  "scraped": {1.0: "up", 0.0: "down"}.get(figures.get("up", {}).get(target.instance, -1.0),
-                                                           "not scraped yet")}
+                  "scraped": scrapes.get((target.job, target.instance), "not scraped yet")}
                  for target in targets]
     return {"prometheus": {"url": settings.prometheus_url, "error": error},
-            "metrics_enabled": settings.metrics_enabled, "as_of": end, "window_s": HOUR_S,
+            "metrics_enabled": settings.metrics_enabled, "as_of": end, "window_s": HOUR_S, "step_s": STEP_S,
             "processes": processes, "workers": workers, "charts": charts}

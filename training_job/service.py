@@ -47,7 +47,8 @@ from schemas.events import Event, EventType
 from schemas.topics import DATASET_VERSIONS
 from training_job import run_events
 from training_job.candidate_run import CandidateRun, run_config
-from training_job.run_store import INTERRUPTED, PASSING, RunStore
+from training_job.run_store import COMPLETED, FAILED, INTERRUPTED, PASSING, RunStore
+from training_job.trainer_metrics import TrainerMetrics
 
 log = logging.getLogger(__name__)
 SOURCE = run_events.SOURCE
@@ -119,9 +120,11 @@ def exclusive_lock(settings: Settings, stop: threading.Event, wait_s: float = 2.
 
 
 class TrainerService:
-    def __init__(self, settings: Settings, stop: threading.Event | None = None) -> None:
+    def __init__(self, settings: Settings, stop: threading.Event | None = None,
+                 metrics: TrainerMetrics | None = None) -> None:
         self.settings = settings
         self.stop = stop or threading.Event()
+        self.metrics = metrics  # None: nothing recorded (metrics off, or not this process's service)
         self.store = RunStore(db_sessions(settings))
         self.publisher = EventPublisher(settings)
         self.topic = DATASET_VERSIONS.full_name(settings.topic_prefix)
@@ -168,6 +171,8 @@ class TrainerService:
         runs = self.store.fail_interrupted(self.settings.trainer_max_attempts)
         for run in runs:
             log.warning("run %s was interrupted (attempt %d, retryable %s)", run.run_id, run.attempt, run.retryable)
+            if self.metrics is not None:
+                self.metrics.run_ended(FAILED, None)
             shutil.rmtree(self._work_root() / run.run_id, ignore_errors=True)  # what the killed run left
         self._publish(*(run_events.failed(run.run_id, run.dataset_version, INTERRUPTED, bool(run.retryable))
                         for run in runs))
@@ -255,6 +260,8 @@ class TrainerService:
         work = self._work_root() / run.run_id
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
+        if self.metrics is not None:
+            self.metrics.run_started()
         try:
             candidate = CandidateRun(self.settings, run.run_id, work, partial(self._log, run),
                                      partial(self._progress, run))
@@ -280,6 +287,8 @@ class TrainerService:
         finally:
             shutil.rmtree(work, ignore_errors=True)
             keras.backend.clear_session()  # each run builds new models: free the last one's
+            if self.metrics is not None:
+                self.metrics.run_left()
 
     def _complete(self, run: TrainingRun, outcome: Any) -> None:
         """Record the completed run (waiting for PostgreSQL: the trained candidate is not thrown away)."""
@@ -291,6 +300,8 @@ class TrainerService:
             artefact_uri=outcome.artefact_uri, promoted=outcome.promoted, timings=outcome.timings),
             f"recording run {run.run_id} (PostgreSQL)")
         if recorded:
+            if self.metrics is not None:
+                self.metrics.run_ended(COMPLETED, run.started_at)
             self._publish(run_events.completed(
                 run.run_id, run.dataset_version, model_version=outcome.model_version,
                 artefact_uri=outcome.artefact_uri, metrics=outcome.headline_metrics(),
@@ -321,6 +332,8 @@ class TrainerService:
 
         retryable = self._waiting_out(record, f"recording the failure of run {run.run_id} (PostgreSQL)")
         if retryable is not None:
+            if self.metrics is not None:
+                self.metrics.run_ended(FAILED, run.started_at)
             self._publish(run_events.failed(run.run_id, run.dataset_version, text, retryable))
         return retryable
 
@@ -346,10 +359,13 @@ class TrainerService:
             log.warning("could not record a log line of run %s: %s", run.run_id, error)
 
     def _progress(self, run: TrainingRun, record: dict[str, Any]) -> None:
-        """One epoch ended: the run row and TrainingRunProgressed. A failure here never stops the training."""
+        """One epoch ended: the metrics, the run row and TrainingRunProgressed. A failure here never stops the
+        training."""
         figures = " ".join(f"{name} {value:.4f}" for name, value in run_events.numbers(record).items()
                            if name not in ("epoch", "epochs", "elapsed_s"))
         try:
+            if self.metrics is not None:
+                self.metrics.epoch_ended(record)
             self.store.log(run.run_id, f"{record['phase']} epoch {record['epoch']}/{record['epochs']}: {figures}",
                            progress=record)
             self.publisher.publish(run_events.progressed(run.run_id, run.dataset_version, record))

@@ -23,11 +23,13 @@ def trainer(loglevel: str) -> None:
     """
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from training_job.service import TrainerService
+    from training_job.trainer_metrics import serve_trainer_metrics
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    service = TrainerService(load_settings(), stop)
+    settings = load_settings()
+    service = TrainerService(settings, stop, serve_trainer_metrics(settings))
     service.serve()
     if service.abandoned is not None and service.abandoned.is_alive():
         # The run's thread is inside TensorFlow and cannot be interrupted; its run is recorded already.

@@ -14,7 +14,8 @@ window.lineChart = (() => {
   }
 
   // options: chart and legend (elements), series [{name, points: [[x, y], ...]}], xTicks [[x, label], ...],
-  // xRange [min, max], formatY (number -> text), legendText (series -> text), empty (text without data).
+  // xRange [min, max], formatY (number -> text), legendText (series -> text), empty (text without data), gap (a
+  // larger x distance between two points breaks the line: no samples there), minPeak (the least y-axis top).
   return function lineChart(options) {
     const width = options.width || 900;
     const height = options.height || 260;
@@ -38,8 +39,19 @@ window.lineChart = (() => {
     options.legend.replaceChildren();
     series.forEach((line, index) => {
       const colour = COLOURS[index % COLOURS.length];
-      const points = line.points.map(([px, py]) => `${x(px).toFixed(1)},${y(py).toFixed(1)}`).join(" ");
-      root.append(svg("polyline", { points, fill: "none", stroke: colour, "stroke-width": 2 }));
+      const segments = [[]];
+      line.points.forEach(([px, py], i) => {
+        if (i > 0 && options.gap && px - line.points[i - 1][0] > options.gap) segments.push([]);
+        segments[segments.length - 1].push([x(px), y(py)]);
+      });
+      segments.forEach((segment) => {
+        if (segment.length === 1) {  // a lone sample between gaps: a dot, or it would not show at all
+          root.append(svg("circle", { cx: segment[0][0], cy: segment[0][1], r: 2, fill: colour }));
+          return;
+        }
+        const points = segment.map(([sx, sy]) => `${sx.toFixed(1)},${sy.toFixed(1)}`).join(" ");
+        root.append(svg("polyline", { points, fill: "none", stroke: colour, "stroke-width": 2 }));
+      });
       const item = document.createElement("li");
       const dot = svg("svg", { width: 12, height: 12 });
       dot.append(svg("rect", { width: 12, height: 12, rx: 2, fill: colour }));

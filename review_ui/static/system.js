@@ -25,6 +25,7 @@
   function rows(body, entries, columns) {
     document.getElementById(body).replaceChildren(...entries.map((entry) => {
       const row = document.createElement("tr");
+      row.dataset.instance = entry.instance;
       row.append(...columns(entry));
       return row;
     }));
@@ -39,7 +40,7 @@
     return (value) => (value >= 10 ? String(Math.round(value)) : value.toFixed(value >= 1 ? 1 : 2));
   }
 
-  function chart(panel, series, start, end) {
+  function chart(panel, series, start, end, step) {
     const ticks = [0, 0.25, 0.5, 0.75, 1].map((share) => start + share * (end - start));
     window.lineChart({
       chart: document.getElementById(`${panel.chart}-chart`),
@@ -48,7 +49,10 @@
       xRange: [start, end],
       xTicks: ticks.map((at) => [at, clock(at)]),
       formatY: formatter(panel.unit),
-      minPeak: panel.unit.startsWith("share") ? 0.05 : 1e-3,
+      minPeak: Number(panel.floor),
+      gap: 2 * step,
+      width: 600,
+      height: 240,
       empty: "no data in the last hour",
     });
   }
@@ -65,7 +69,8 @@
     rows("process-rows", report.processes, (process) => [
       cell(process.instance), cell(process.unit), cell(process.address), cell(process.scraped)]);
     const byKey = Object.fromEntries(report.charts.map((found) => [found.key, found.series]));
-    CHARTS.forEach((panel) => chart(panel, byKey[panel.chart] || [], report.as_of - report.window_s, report.as_of));
+    CHARTS.forEach((panel) => chart(panel, byKey[panel.chart] || [], report.as_of - report.window_s, report.as_of,
+      report.step_s));
   }
 
   async function refresh() {

@@ -23,6 +23,7 @@ from infra.db.models import Operator
 from review_ui.operators import authenticate, log_out_everywhere
 from review_ui.security import csrf_token, safe_next, sign_in
 from review_ui.sign_in_throttle import SignInBusy, SignInThrottle
+from review_ui.ui_metrics import count_failed_sign_in
 from review_ui.views.common import json_body, services
 
 blueprint = Blueprint("auth", __name__)
@@ -56,6 +57,7 @@ def _try_sign_in(username: str, password: str) -> Operator | Denied:
     except SignInBusy:
         return Denied(503, BUSY, BUSY_RETRY_S)
     if operator is None:
+        count_failed_sign_in()
         throttle.record_failure(username, client)
         return Denied(401, WRONG_CREDENTIALS)
     throttle.clear(operator.username)

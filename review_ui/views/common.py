@@ -13,6 +13,7 @@ from review_ui.imports import ImportOutcome
 from review_ui.outbox import outbox_status
 from review_ui.queue import item_document
 from review_ui.services import UiServices
+from review_ui.ui_metrics import count_label_action
 
 # How long an action (an import) waits for its label events to reach Kafka before answering "saved, not sent yet".
 PUBLISH_WAIT_S = 3.0
@@ -69,6 +70,9 @@ def action_payload(result: ActionResult) -> dict[str, Any]:
 
 
 def action_response(result: ActionResult) -> Any:
+    """The answer to an action; every action answers through here, so this is where it is counted."""
+    if not result.replayed:  # an action_id sent again did nothing new
+        count_label_action(result.kind)
     return jsonify(action_payload(result))
 
 
@@ -83,6 +87,7 @@ def import_uploads(label: str, new_class: bool) -> tuple[list[ImportOutcome], st
     svc = services()
     outcomes = svc.importer.import_files(((upload.filename or "unnamed", upload.read()) for upload in uploads),
                                          label, operator(), create_class=new_class)
+    count_label_action("import")
     event_ids = [o.event_id for o in outcomes if o.event_id and o.status in {"imported", "relabelled"}]
     if svc.drainer.wait_for(event_ids, IMPORT_PUBLISH_WAIT_S):
         return outcomes, None

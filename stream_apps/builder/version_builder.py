@@ -6,6 +6,7 @@ Blocking (PostgreSQL, MinIO, Kafka acknowledgements): the Faust app calls these 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from infra.db.models import DatasetVersion, StagedLabel
 from infra.retry import is_transient
 from schemas.events import Event, EventType, parse_timestamp
 from stream_apps.builder.announcer import VersionAnnouncer
+from stream_apps.builder.builder_metrics import UNRECORDED, BuilderMetrics
 from stream_apps.builder.label_log import LabelLogReader, LogPosition
 
 log = logging.getLogger(__name__)
@@ -30,12 +32,14 @@ def decided_label(event: Event) -> str | None:
 
 class VersionBuilder:
     def __init__(self, sessions: sessionmaker[Session], store: VersionStore, announcer: VersionAnnouncer,
-                 label_log: LabelLogReader | None = None, snapshot_depth: int = 0) -> None:
+                 label_log: LabelLogReader | None = None, snapshot_depth: int = 0,
+                 metrics: BuilderMetrics = UNRECORDED) -> None:
         self._sessions = sessions
         self._store = store
         self._announcer = announcer
         self._label_log = label_log  # None: build from what is staged, without reading the log to its end
         self._snapshot_depth = snapshot_depth  # 0: never
+        self._metrics = metrics
 
     def stage(self, event: Event, position: LogPosition) -> bool:
         """Stage the image's latest decision; False for a decision already seen (a redelivery)."""
@@ -56,6 +60,7 @@ class VersionBuilder:
             row.log_partition, row.log_offset = position.partition, position.offset
             row.pending = True
             row.decided_at = parse_timestamp(event.occurred_at)
+        self._metrics.decision_staged()
         return True
 
     def _catch_up(self, label_log: LabelLogReader) -> None:
@@ -77,12 +82,16 @@ class VersionBuilder:
 
     def build(self, request: dict[str, Any]) -> DatasetVersion:
         """The version of a CreateVersionRequested: made once, announced (again, if a crash came between)."""
+        started = time.monotonic()
+        created = False
         version = self._store.by_request(request["request_id"])
         if version is None:
             if self._label_log is not None:
                 self._catch_up(self._label_log)
             try:
                 version = self.materialise(request)
+                self._metrics.version_created()
+                created = True
             except IntegrityError:  # another builder answered the same request first
                 version = self._store.by_request(request["request_id"])
                 if version is None:
@@ -92,6 +101,8 @@ class VersionBuilder:
         # Resolution reads every version down to a snapshot: cut long chains so it stays bounded.
         if self._snapshot_depth and self._store.chain_length(version.name) > self._snapshot_depth:
             self._store.snapshot(version.name)
+        if created:  # built in one go; a build a passing failure interrupted is finished untimed by a retry
+            self._metrics.version_built(time.monotonic() - started)
         return self._store.get(version.name)
 
     def materialise(self, request: dict[str, Any]) -> DatasetVersion:

@@ -2,7 +2,8 @@
 
 - scoring_agent.py: captured images -> classified / OOD / dead letters, with the production model served;
 - counting_agents.py: exact counts per class and camera into counts.totals and counts.windows (`/counts/`);
-- `/health/`: the model served and what the worker waits for.
+- `/health/`: the model served and what the worker waits for;
+- `/metrics` (unless WASTEX_METRICS is off): worker_metrics.py's figures, the consumer lag measured at each scrape.
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ import faust
 
 from infra.retry import Degradation
 from infra.settings import Settings
+from schemas.topics import IMAGES_CAPTURED
+from stream_apps.metrics_page import serve_metrics
+from stream_apps.scoring.consumer_lag import partition_lags
 from stream_apps.scoring.counting_agents import add_counting
 from stream_apps.scoring.outcome_topics import OutcomeTopics
 from stream_apps.scoring.scoring_agent import add_scoring
+from stream_apps.scoring.worker_metrics import scoring_metrics
 from stream_apps.stream_app import configured_stream_app
 
 
@@ -30,8 +35,16 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
     )
     degradation = Degradation()  # what this worker waits for (a store down): `/health/` says degraded and why
     outputs = OutcomeTopics(app, settings)
-    holder = add_scoring(app, settings, outputs, degradation)
+    metrics = scoring_metrics(settings)
+    holder = add_scoring(app, settings, outputs, degradation, metrics)
     add_counting(app, settings, outputs, degradation)
+
+    async def measure_lag() -> None:
+        lags = await partition_lags(app.consumer, IMAGES_CAPTURED.full_name(settings.topic_prefix))
+        if lags is not None:
+            metrics.lag_measured(lags)
+
+    serve_metrics(app, settings, "scoring", worker_name, before_scrape=measure_lag)
 
     @app.page("/health/")
     async def health_page(web, request):

@@ -36,6 +36,10 @@ class CaptureDeletions:
         self._backoff = Backoff(cap_s=settings.retry_max_delay_s)
         self._pending: deque[Pending] = deque()  # in due order
 
+    def awaiting(self) -> int:
+        """Images scheduled for deletion and not deleted yet."""
+        return len(self._pending)
+
     def schedule(self, outcomes: list[Outcome]) -> None:
         """The images of these delivered outcomes that may go, due after the delete delay."""
         due = time.monotonic() + self._settings.delete_delay_s

@@ -27,6 +27,7 @@ from stream_apps.scoring.active_model import (
     load_registered,
     registered_production,
 )
+from stream_apps.scoring.worker_metrics import UNRECORDED, ScoringMetrics
 
 log = logging.getLogger(__name__)
 NO_MODEL_POLL_S = 5.0  # while the registry has no production model yet
@@ -38,9 +39,10 @@ WAITING_FOR = "model"  # the Degradation entry of this holder
 
 
 class ModelHolder:
-    def __init__(self, settings: Settings, batch_size: int, degradation: Degradation, threads: int | None = None
-                 ) -> None:
+    def __init__(self, settings: Settings, batch_size: int, degradation: Degradation, threads: int | None = None,
+                 metrics: ScoringMetrics = UNRECORDED) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._batch_size = batch_size
         self._threads = threads  # the runtime's compute threads (infra.cpu_budget); None: every usable core
         self._degradation = degradation
@@ -96,6 +98,7 @@ class ModelHolder:
                 return self._failed(f"loading model {registered.version}", error)
             previous, self.current = self.current, model
             self._serving.set()
+            self._metrics.model_served(model, previous)
             log.info("serving model %s (digest %s, %s) instead of %s", model.version, model.digest,
                      model.runtime.runtime, previous.version if previous else None)
         self._backoff.reset()

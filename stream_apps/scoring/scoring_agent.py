@@ -7,6 +7,7 @@
   every models.promoted announcement (every worker, see promotions.py) and on a timer; swaps land between batches,
   without a restart.
 - a timer deletes the images of classified captures once their records are committed (capture_deletions.py).
+- `metrics` (worker_metrics.py) counts each delivered batch's outcomes, times the model, follows swaps and deletions.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from stream_apps.scoring.outcome_topics import OutcomeTopics
 from stream_apps.scoring.patient_scoring import PatientScorer
 from stream_apps.scoring.pipeline import ScoringPipeline
 from stream_apps.scoring.promotions import PromotionFeed
+from stream_apps.scoring.worker_metrics import ScoringMetrics
 
 
-def add_scoring(app: faust.App, settings: Settings, outputs: OutcomeTopics, degradation: Degradation) -> ModelHolder:
+def add_scoring(app: faust.App, settings: Settings, outputs: OutcomeTopics, degradation: Degradation,
+                metrics: ScoringMetrics) -> ModelHolder:
     """Register the stage's agent, task and timer on `app`; the holder of the model it serves."""
     threads = thread_budget(settings.model_threads, settings.decode_threads)
     pipeline = ScoringPipeline(BatchScorer(
@@ -42,9 +45,10 @@ def add_scoring(app: faust.App, settings: Settings, outputs: OutcomeTopics, degr
         ImageLimits(settings.max_image_bytes, settings.max_image_pixels),
         settings.keep_sample_rate,
         settings.audit_rate,
-    ), decode_threads=threads.decode)
-    holder = ModelHolder(settings, settings.scoring_batch_size, degradation, threads.model)
+    ), decode_threads=threads.decode, metrics=metrics)
+    holder = ModelHolder(settings, settings.scoring_batch_size, degradation, threads.model, metrics=metrics)
     deletions = CaptureDeletions(settings, degradation)
+    metrics.watch_deletions(deletions.awaiting)
     captured = raw_topic(app, settings, IMAGES_CAPTURED)
     # A passing failure waits and scores the batch again; a failing model waits; only a bad record is dead-lettered.
     patient = PatientScorer(pipeline.score, holder.ready, pipeline.model_works, degradation=degradation,
@@ -54,6 +58,7 @@ def add_scoring(app: faust.App, settings: Settings, outputs: OutcomeTopics, degr
         """Send and wait for every acknowledgement; only then may the batch's offsets be committed."""
         delivered = await deliver(outcomes, outputs.send, degradation=degradation,
                                   max_delay_s=settings.retry_max_delay_s)
+        metrics.outcomes_delivered(delivered)
         deletions.schedule(delivered)
 
     @app.task

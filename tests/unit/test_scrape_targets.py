@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from infra.scrape_targets import prune_stale_targets, register_scrape_target, running_targets, targets_dir
+from infra.scrape_targets import (
+    prune_stale_targets,
+    register_scrape_target,
+    running_targets,
+    scrape_host,
+    targets_dir,
+)
 from infra.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -61,3 +67,12 @@ def test_a_process_removes_its_file_when_it_exits(local: Settings) -> None:
 def test_with_metrics_off_nothing_is_registered(local: Settings) -> None:
     assert register_scrape_target(dataclasses.replace(local, metrics_enabled=False), "scoring", "s-1", 6066) is None
     assert running_targets(local) == []
+
+
+@pytest.mark.parametrize(("listening", "scraped"), [
+    ("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("::", "127.0.0.1"), ("", "127.0.0.1"),
+    ("10.1.2.3", "10.1.2.3"), ("::1", "[::1]"), ("ui.example", "ui.example"),
+])
+def test_prometheus_reaches_a_server_listening_on_every_address_through_loopback(listening: str,
+                                                                                scraped: str) -> None:
+    assert scrape_host(listening) == scraped
