@@ -6,7 +6,8 @@ Keras's top class). Then, in one run:
 (b) the worker's own decode + inference pipeline on bytes held in memory, on the chosen runtime, with the CPU time
 it takes per image; (c) producer -> Kafka/MinIO -> scoring worker -> routed event, in an isolated deployment, on
 the chosen runtime and on LiteRT fp32, with the worker's CPU time per image; latency is measured at 70% of
-(c)'s sustained rate, from the captured event's time to the routed record's broker timestamp;
+(c)'s sustained rate, from the captured event's time to the routed record's broker timestamp; (c) on the chosen
+runtime runs with the worker's Prometheus metrics off and on, alternately, which gives what the metrics cost;
 (d) the per-request path sites run today (bench.per_request) on the same model and photos.
 """
 
@@ -26,7 +27,7 @@ from bench.models import untrained_head_model
 from bench.per_request import CLIENTS, measure_per_request
 from bench.photos import sample_photos, trashnet_dir
 from bench.report import print_figures
-from bench.stream_load import captured_events, measure_stream
+from bench.stream_load import StreamFigures, captured_events, measure_stream
 from infra.cpu_budget import thread_budget
 from infra.runtime_names import LITERT
 from infra.serving_runtimes import cpu_flags, cpu_precisions
@@ -170,12 +171,19 @@ def scoring(dataset: Path | None, model_dir: Path | None, images: int, stream_im
         raw_ips = {name: _raw_model_ips(model, pixels) for name, model in models.items()}
         decode_ips, decode_cpu_ms = _decode_model(models[runtime], photos[:images], limits, budget.decode)
         del models
-        streams = {name: measure_stream(settings, folder / KERAS_FILE, info, photos[:stream_images],
-                                        latency_seconds, Path(scratch), name)
-                   for name in dict.fromkeys((runtime, LITERT))}
+
+        def stream_on(name: str, metrics: bool = True) -> StreamFigures:
+            return measure_stream(settings, folder / KERAS_FILE, info, photos[:stream_images], latency_seconds,
+                                  Path(scratch), name, metrics)
+
+        # Metrics off and on, alternately and twice: a neighbour's load on these shared cores moves a single run
+        # by a quarter, so each side keeps its faster run.
+        alternating = [stream_on(runtime, metrics) for metrics in (False, True, False, True)]
+        unrecorded = max(alternating[0::2], key=lambda figures: figures.pipeline_ips)
+        stream = max(alternating[1::2], key=lambda figures: figures.pipeline_ips)
+        litert_stream = stream if runtime == LITERT else stream_on(LITERT)
         per_request = measure_per_request(folder, photos[:images], Path(scratch))
 
-    stream = streams[runtime]
     figures = {
         "runtime": runtime,
         "cpu_flags": _runtime_cpu_flags(),
@@ -188,10 +196,14 @@ def scoring(dataset: Path | None, model_dir: Path | None, images: int, stream_im
         "decode_model_ips": decode_ips,
         "decode_model_cpu_ms_per_image": decode_cpu_ms,
         "pipeline_ips": stream.pipeline_ips,
-        "pipeline_litert_ips": streams[LITERT].pipeline_ips,
+        "pipeline_litert_ips": litert_stream.pipeline_ips,
         "worker_cpu_ms_per_image": stream.worker_cpu_ms_per_image,
         "overhead": stream.worker_cpu_ms_per_image / decode_cpu_ms - 1,
         "services_cpu_ms_per_image": stream.services_cpu_ms_per_image,
+        "pipeline_ips_metrics_off": unrecorded.pipeline_ips,
+        "worker_cpu_ms_per_image_metrics_off": unrecorded.worker_cpu_ms_per_image,
+        "metrics_cost": 1 - stream.pipeline_ips / unrecorded.pipeline_ips,
+        "metrics_cpu_cost": stream.worker_cpu_ms_per_image / unrecorded.worker_cpu_ms_per_image - 1,
         "ratio": stream.pipeline_ips / decode_ips,
         "speedup_vs_keras": stream.pipeline_ips / keras_ips,
         "per_request_ips": per_request.per_request_ips,
@@ -215,5 +227,7 @@ def scoring(dataset: Path | None, model_dir: Path | None, images: int, stream_im
         "p99_ms < 1000 at 70% rate": figures["p99_ms"] < 1000,
         "ratio >= 0.85": figures["ratio"] >= 0.85,
         "speedup_vs_keras >= 3": figures["speedup_vs_keras"] >= 3,
+        "metrics_cost <= 0.03": figures["metrics_cost"] <= 0.03,
+        "metrics_cpu_cost <= 0.03": figures["metrics_cpu_cost"] <= 0.03,
     }
     print_figures("Scoring benchmark", figures, targets, as_json)

@@ -137,13 +137,14 @@ def publish_paced(publisher: EventPublisher, stored: list[Event], rate: float, s
 
 
 def measure_stream(settings: Settings, keras_file: Path, info: ArtefactInfo, photos: list[bytes],
-                   latency_seconds: float, log_dir: Path, runtime: str) -> StreamFigures:
-    """The stream's figures with the worker serving on `runtime`."""
+                   latency_seconds: float, log_dir: Path, runtime: str, metrics: bool = True) -> StreamFigures:
+    """The stream's figures with the worker serving on `runtime`, recording its Prometheus metrics or not."""
     isolated = create_deployment(settings)
     client = minio_client(isolated)
     # Images stay put for the whole run: the same photo is captured again in the latency phase.
-    worker = WorkerProcess(isolated, f"bench-scoring-{runtime}", free_port(), log_dir,
-                           WASTEX_DELETE_DELAY_S="86400", WASTEX_SERVING_RUNTIME=runtime)
+    worker = WorkerProcess(isolated, f"bench-scoring-{runtime}-metrics-{'on' if metrics else 'off'}", free_port(),
+                           log_dir, WASTEX_DELETE_DELAY_S="86400", WASTEX_SERVING_RUNTIME=runtime,
+                           WASTEX_METRICS=str(metrics).lower())
     try:
         imported = import_model(isolated, keras_file, info.classes, tau_energy=info.tau_energy,
                                 tau_softmax=info.tau_softmax)

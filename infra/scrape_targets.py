@@ -1,9 +1,11 @@
-"""Where Prometheus finds this deployment's processes: one file_sd target file per running process.
+"""Where Prometheus finds the processes of the deployments on this machine: one file_sd target file per process.
 
 Each long-running process writes its own file once its `/metrics` serves and removes it at exit, so the
 local Prometheus (which watches `<state dir>/prometheus/targets/*.json`) scrapes exactly the processes that
 run, whoever started them: `wastex demo`, a test, or an operator. A file whose process died (killed, so no
 exit hook ran) names its pid; `prune_stale_targets` removes it, and `running_targets` never returns it.
+Every target carries its deployment's name as the `deployment` label, so deployments that share the state
+directory and Prometheus (tests and benchmarks beside a site) stay apart on the System page and the dashboard.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*"})
 
 @dataclass(frozen=True)
 class ScrapeTarget:
+    deployment: str  # Settings.deployment of the process
     job: str  # the unit: scoring, builder, trainer, review_ui, ingest
     instance: str  # the process's name within its unit (scoring-1, ...)
     address: str  # host:port of its HTTP server
@@ -53,8 +56,8 @@ def register_scrape_target(settings: Settings, job: str, instance: str, port: in
     folder = targets_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     pid = os.getpid()
-    path = folder / f"{job}-{instance}-{pid}.json"
-    labels = {"job": job, "instance": instance, PID_LABEL: str(pid)}
+    path = folder / f"{settings.deployment}-{job}-{instance}-{pid}.json"
+    labels = {"deployment": settings.deployment, "job": job, "instance": instance, PID_LABEL: str(pid)}
     document = [{"targets": [f"{scrape_host(host)}:{port}"], "labels": labels}]
     # Written aside and renamed: Prometheus watches the folder and must never read half a file.
     partial = path.with_suffix(".partial")
@@ -68,7 +71,8 @@ def _read(path: Path) -> ScrapeTarget | None:
     try:
         entry = json.loads(path.read_text())[0]
         labels = entry["labels"]
-        return ScrapeTarget(labels["job"], labels["instance"], entry["targets"][0], int(labels[PID_LABEL]))
+        return ScrapeTarget(labels["deployment"], labels["job"], labels["instance"], entry["targets"][0],
+                            int(labels[PID_LABEL]))
     except (OSError, ValueError, LookupError, TypeError):
         return None
 
@@ -83,11 +87,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def running_targets(settings: Settings, job: str | None = None) -> list[ScrapeTarget]:
-    """The registered processes that still run (of one unit, if given), by job and instance."""
+def running_targets(settings: Settings) -> list[ScrapeTarget]:
+    """The registered processes of this deployment that still run, by job and instance."""
     found = (_read(path) for path in targets_dir(settings).glob("*.json"))
     return sorted((target for target in found if target is not None and _alive(target.pid)
-                   and (job is None or target.job == job)), key=lambda target: (target.job, target.instance))
+                   and target.deployment == settings.deployment), key=lambda target: (target.job, target.instance))
 
 
 def prune_stale_targets(settings: Settings) -> list[Path]:

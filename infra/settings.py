@@ -223,6 +223,12 @@ class Settings:
     ood_alert_rate: float  # the OodRateHigh alert's threshold, exported by the scoring workers
 
     @property
+    def deployment(self) -> str:
+        """The deployment's name, its database's: the `deployment` label of its processes' metrics, which keeps
+        deployments that share a Prometheus (a site's, a test's) apart."""
+        return self.postgres_db
+
+    @property
     def prometheus_url(self) -> str:
         """Where the System page queries Prometheus: the local one, or an existing server's URL."""
         return _env("WASTEX_PROMETHEUS_URL", f"http://{self.prometheus_host}:{self.prometheus_port}").rstrip("/")

@@ -23,6 +23,8 @@ HEALTH_TIMEOUT_S = 1.0
 STREAM_WORKERS = ("scoring", "builder")  # the units with a Faust `/health/`
 IMAGES = "wastex_scoring_images_total"
 LATENCY = "wastex_scoring_capture_to_routed_seconds_bucket"
+DEPLOYMENT_VARIABLE = "$deployment"
+SCOPE = f'deployment="{DEPLOYMENT_VARIABLE}"'  # in every selector: deployments sharing a Prometheus stay apart
 
 
 @dataclass(frozen=True)
@@ -43,21 +45,26 @@ class Chart:
 
 SYSTEM_CHARTS = (
     Chart("throughput", "Images per second by outcome", "images/s",
-          (Line(f"sum by (outcome) (rate({IMAGES}[1m]))", by="outcome"),), 1.0),
+          (Line(f"sum by (outcome) (rate({IMAGES}{{{SCOPE}}}[1m]))", by="outcome"),), 1.0),
     Chart("ood_rate", "OOD rate", "share of scored images",
-          (Line(f'sum(rate({IMAGES}{{outcome="ood"}}[5m])) / sum(rate({IMAGES}{{outcome=~"classified|ood"}}[5m]))',
-                name="ood"),), 0.1),
+          (Line(f'sum(rate({IMAGES}{{{SCOPE}, outcome="ood"}}[5m])) / '
+                f'sum(rate({IMAGES}{{{SCOPE}, outcome=~"classified|ood"}}[5m]))', name="ood"),), 0.1),
     Chart("latency", "Capture to routed", "seconds",
-          (Line(f"histogram_quantile(0.5, sum by (le) (rate({LATENCY}[5m])))", name="p50"),
-           Line(f"histogram_quantile(0.99, sum by (le) (rate({LATENCY}[5m])))", name="p99")), 1.0),
+          (Line(f"histogram_quantile(0.5, sum by (le) (rate({LATENCY}{{{SCOPE}}}[5m])))", name="p50"),
+           Line(f"histogram_quantile(0.99, sum by (le) (rate({LATENCY}{{{SCOPE}}}[5m])))", name="p99")), 1.0),
     Chart("lag", "Consumer lag", "images waiting",
-          (Line("sum by (instance) (wastex_scoring_consumer_lag)", by="instance"),), 10.0),
+          (Line(f"sum by (instance) (wastex_scoring_consumer_lag{{{SCOPE}}})", by="instance"),), 10.0),
 )
 WORKER_FIGURES = {  # per instance, now
-    "images_per_s": f"sum by (instance) (rate({IMAGES}[1m]))",
-    "lag": "sum by (instance) (wastex_scoring_consumer_lag)",
+    "images_per_s": f"sum by (instance) (rate({IMAGES}{{{SCOPE}}}[1m]))",
+    "lag": f"sum by (instance) (wastex_scoring_consumer_lag{{{SCOPE}}})",
 }
-SCRAPES = 'up{job!="prometheus"}'
+SCRAPES = f"up{{{SCOPE}}}"
+
+
+def in_deployment(expr: str, settings: Settings) -> str:
+    """`expr` (written with the dashboard's `$deployment` variable) for this deployment's series only."""
+    return expr.replace(DEPLOYMENT_VARIABLE, settings.deployment)
 
 
 def _health(target: ScrapeTarget, http: requests.Session) -> dict[str, Any]:
@@ -68,10 +75,11 @@ def _health(target: ScrapeTarget, http: requests.Session) -> dict[str, Any]:
         return {"status": "unreachable", "error": f"{type(error).__name__}: /health/ did not answer"}
 
 
-def _chart_document(chart: Chart, prometheus: PrometheusApi, start: float, end: float) -> dict[str, Any]:
+def _chart_document(chart: Chart, settings: Settings, prometheus: PrometheusApi, start: float,
+                    end: float) -> dict[str, Any]:
     series = []
     for line in chart.lines:
-        for found in prometheus.query_range(line.expr, start, end, STEP_S):
+        for found in prometheus.query_range(in_deployment(line.expr, settings), start, end, STEP_S):
             series.append({"name": line.name or found.labels.get(line.by, "?"),
                            "points": [[t, v] for t, v in found.points if v == v]})  # NaN: nothing to divide
     return {"key": chart.key, "title": chart.title, "unit": chart.unit, "series": series}
@@ -102,9 +110,10 @@ def system_report(settings: Settings, http: requests.Session | None = None) -> d
     charts: list[dict[str, Any]] = []
     error = None
     try:
-        figures = {key: _by_instance(prometheus.query(expr)) for key, expr in WORKER_FIGURES.items()}
-        scrapes = _scrape_states(prometheus.query(SCRAPES))
-        charts = [_chart_document(chart, prometheus, end - HOUR_S, end) for chart in SYSTEM_CHARTS]
+        figures = {key: _by_instance(prometheus.query(in_deployment(expr, settings)))
+                   for key, expr in WORKER_FIGURES.items()}
+        scrapes = _scrape_states(prometheus.query(in_deployment(SCRAPES, settings)))
+        charts = [_chart_document(chart, settings, prometheus, end - HOUR_S, end) for chart in SYSTEM_CHARTS]
     except PrometheusUnreachable as problem:
         error = str(problem)
     workers = []
@@ -120,6 +129,6 @@ def system_report(settings: Settings, http: requests.Session | None = None) -> d
     processes = [{"unit": target.job, "instance": target.instance, "address": target.address,
                   "scraped": scrapes.get((target.job, target.instance), "not scraped yet")}
                  for target in targets]
-    return {"prometheus": {"url": settings.prometheus_url, "error": error},
+    return {"deployment": settings.deployment, "prometheus": {"url": settings.prometheus_url, "error": error},
             "metrics_enabled": settings.metrics_enabled, "as_of": end, "window_s": HOUR_S, "step_s": STEP_S,
             "processes": processes, "workers": workers, "charts": charts}

@@ -14,6 +14,7 @@ import requests
 
 from infra.services.prometheus import ALERT_RULES
 from infra.settings import PROJECT_ROOT, Settings
+from review_ui.system_status import in_deployment
 from tests.observed_system import SENT, ObservedSystem, samples, start_observed_system
 
 DASHBOARD = PROJECT_ROOT / "infra" / "grafana" / "wastex-dashboard.json"
@@ -38,7 +39,8 @@ def _wait_scraped(system: ObservedSystem) -> dict[tuple[str, str], dict]:
     deadline = time.monotonic() + SCRAPED_WITHIN_S
     while True:
         active = _prometheus(system.settings, "/api/v1/targets", state="active")["activeTargets"]
-        found = {(t["labels"]["job"], t["labels"]["instance"], t["scrapeUrl"].split("/")[2]): t for t in active}
+        found = {(t["labels"]["job"], t["labels"]["instance"], t["scrapeUrl"].split("/")[2]): t for t in active
+                 if t["labels"].get("deployment") == system.settings.deployment}
         if all(key in found and found[key]["health"] == "up" for key in wanted) or time.monotonic() > deadline:
             return {key: found.get(key, {}) for key in wanted}
         time.sleep(1)
@@ -68,7 +70,8 @@ def test_every_dashboard_panel_query_returns_data(system: ObservedSystem) -> Non
     empty = []
     for panel in json.loads(DASHBOARD.read_text())["panels"]:
         for target in panel["targets"]:
-            if not _prometheus(system.settings, "/api/v1/query", query=target["expr"])["result"]:
+            query = in_deployment(target["expr"], system.settings)  # Grafana's $deployment: the test's own
+            if not _prometheus(system.settings, "/api/v1/query", query=query)["result"]:
                 empty.append(f"{panel['title']}: {target['expr']}")
     assert empty == []
 

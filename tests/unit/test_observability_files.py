@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,22 @@ def test_every_system_page_chart_is_a_dashboard_panel() -> None:
     dashboard_queries = {target["expr"] for panel in _panels() for target in panel["targets"]}
     for chart in SYSTEM_CHARTS:
         assert {line.expr for line in chart.lines} <= dashboard_queries, chart.title
+
+
+def test_every_panel_reads_only_the_deployment_chosen_in_the_dashboard() -> None:
+    variables = {variable["name"] for variable in json.loads(DASHBOARD.read_text())["templating"]["list"]}
+    assert variables == {"deployment"}
+    for panel in _panels():
+        for target in panel["targets"]:
+            names = re.findall(r"\b(?:wastex_[a-z_]+|up)\b", target["expr"])
+            scoped = re.findall(r'\b(?:wastex_[a-z_]+|up)\{deployment="\$deployment"[,}]', target["expr"])
+            assert names and len(scoped) == len(names), target["expr"]
+
+
+def test_every_alert_fires_per_deployment() -> None:
+    for rule in yaml.safe_load(ALERT_RULES.read_text())["groups"][0]["rules"]:
+        aggregations = re.findall(r"\b(?:sum|max|min|avg|count)\b\s*(by\s*\([^)]*\))?", rule["expr"])
+        assert aggregations and all("deployment" in by for by in aggregations), rule["alert"]
 
 
 def test_every_panel_queries_the_provisioned_prometheus() -> None:

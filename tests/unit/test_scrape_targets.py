@@ -34,6 +34,7 @@ def test_a_registered_process_is_listed_with_its_unit_name_and_address(local: Se
     document = json.loads(path.read_text())
     assert document[0]["targets"] == ["127.0.0.1:6066"]
     assert document[0]["labels"]["job"] == "scoring" and document[0]["labels"]["instance"] == "scoring-1"
+    assert document[0]["labels"]["deployment"] == local.deployment
     [target] = running_targets(local)
     assert (target.job, target.instance, target.url, target.pid) == ("scoring", "scoring-1", "http://127.0.0.1:6066",
                                                                       os.getpid())
@@ -46,12 +47,22 @@ def test_the_file_of_a_process_that_died_is_neither_listed_nor_kept(local: Setti
     folder.mkdir(parents=True)
     stale = folder / "builder-builder-1.json"
     stale.write_text(json.dumps([{"targets": ["127.0.0.1:6067"],
-                                  "labels": {"job": "builder", "instance": "builder-1",
+                                  "labels": {"deployment": local.deployment, "job": "builder",
+                                             "instance": "builder-1",
                                              "__wastex_pid": dead.stdout.strip()}}]))
     live = register_scrape_target(local, "ingest", "ingest", 8081)
     assert [target.job for target in running_targets(local)] == ["ingest"]
     assert prune_stale_targets(local) == [stale]
     assert sorted(folder.iterdir()) == [live]
+
+
+def test_a_deployment_lists_only_its_own_processes(local: Settings) -> None:
+    other = dataclasses.replace(local, postgres_db="t0123456789")
+    register_scrape_target(local, "scoring", "scoring-1", 6066)
+    register_scrape_target(other, "scoring", "scoring-1", 7066)
+    assert [target.address for target in running_targets(local)] == ["127.0.0.1:6066"]
+    assert [(target.deployment, target.address) for target in running_targets(other)] == [("t0123456789",
+                                                                                            "127.0.0.1:7066")]
 
 
 def test_a_process_removes_its_file_when_it_exits(local: Settings) -> None:

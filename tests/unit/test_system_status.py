@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class Network:
 
     def __init__(self, prometheus_up: bool) -> None:
         self.prometheus_up = prometheus_up
+        self.queries: list[str] = []
 
     def get(self, url: str, params: dict[str, Any] | None = None, timeout: float = 0) -> Answer:
         if url.endswith("/health/"):
@@ -48,6 +50,7 @@ class Network:
         if not self.prometheus_up:
             raise requests.ConnectionError("connection refused")
         query = params["query"] if params else ""
+        self.queries.append(query)
         if url.endswith("/api/v1/query_range"):
             if "by (outcome)" in query:
                 return _matrix(({"outcome": "classified"}, [2.0, 3.0]), ({"outcome": "ood"}, [0.5, float("nan")]))
@@ -87,3 +90,12 @@ def test_without_prometheus_the_page_says_so_and_still_shows_each_workers_health
     assert report["charts"] == []
     [worker] = report["workers"]
     assert (worker["model_version"], worker["status"], worker["images_per_s"]) == ("run-v2-1", "ok", None)
+
+
+def test_every_query_the_page_sends_reads_only_its_own_deployments_series(local: Settings) -> None:
+    network = Network(prometheus_up=True)
+    system_report(local, network)  # type: ignore[arg-type]
+    assert len(network.queries) == sum(len(chart.lines) for chart in SYSTEM_CHARTS) + 3  # and 2 figures, scrapes
+    for query in network.queries:
+        selectors = re.findall(r"\b(?:wastex_[a-z_]+|up)\{([^}]*)\}", query)
+        assert selectors and all(f'deployment="{local.deployment}"' in selector for selector in selectors), query
