@@ -29,6 +29,7 @@ console = Console()
 WASTEX = str(Path(sys.executable).with_name("wastex"))
 OPERATOR = "demo"
 SEED_VERSION = "v1"
+SITE_CAMERAS = 12
 PHONE_CAMERA, PHONE_SITE = "phone-1", "demo-site"  # the camera whose token the demo prints, for curl uploads
 FLOOR_SITE, FLOOR_CAMERAS = "floor-site", "floor-cam"  # the second site: another look, so it drifts
 SEED_IMAGES_PER_CLASS = 40
@@ -171,7 +172,9 @@ def demo(dataset: Path | None, workers: int, rate: float, training_minutes: floa
                            log_dir) for i, port in enumerate(ports, start=1)]
         children.append(Child("ui", ["ui", "serve"], log_dir))
         children.append(Child("ingest", ["ingest", "serve"], log_dir))
-        children.append(Child("cameras", ["produce", "--source", str(camera_folder), "--cameras", "3",
+        # Images are keyed by camera, so a worker scores only the cameras whose keys hash to its partitions:
+        # a dozen cameras spread over both workers, three would leave one idle.
+        children.append(Child("cameras", ["produce", "--source", str(camera_folder), "--cameras", str(SITE_CAMERAS),
                                           "--rate", str(rate), "--count", "1000000"], log_dir))
         children.append(Child("floor-camera", ["produce", "--source", str(camera_folder), "--cameras", "1",
                                                "--camera-prefix", FLOOR_CAMERAS, "--site", FLOOR_SITE,

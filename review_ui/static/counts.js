@@ -33,6 +33,7 @@
       xTicks: ticks.map((i) => [i, minutes[i].slice(11, 16)]),
       legendText: (line) => `${line.name} (${line.points.reduce((sum, [, v]) => sum + v, 0)})`,
       empty: "no images counted in the last hour",
+      whole: true,
     });
   }
 

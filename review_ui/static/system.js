@@ -36,8 +36,9 @@
   }
 
   function formatter(unit) {
-    if (unit.startsWith("share")) return (value) => `${(value * 100).toFixed(0)}%`;
-    return (value) => (value >= 10 ? String(Math.round(value)) : value.toFixed(value >= 1 ? 1 : 2));
+    // The axis ticks are round steps (line_chart.js): three significant digits show them exactly.
+    if (unit.startsWith("share")) return (value) => `${Number((value * 100).toPrecision(3))}%`;
+    return (value) => String(Number(value.toPrecision(3)));
   }
 
   function chart(panel, series, start, end, step) {
