@@ -64,7 +64,8 @@ SCRAPES = f"up{{{SCOPE}}}"
 
 def in_deployment(expr: str, settings: Settings) -> str:
     """`expr` (written with the dashboard's `$deployment` variable) for this deployment's series only."""
-    return expr.replace(DEPLOYMENT_VARIABLE, settings.deployment)
+    quoted = settings.deployment.replace("\\", "\\\\").replace('"', '\\"')  # inside a PromQL string
+    return expr.replace(DEPLOYMENT_VARIABLE, quoted)
 
 
 def _health(target: ScrapeTarget, http: requests.Session) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import requests
 
 from infra.scrape_targets import register_scrape_target
 from infra.settings import Settings
-from review_ui.system_status import SYSTEM_CHARTS, system_report
+from review_ui.system_status import SYSTEM_CHARTS, in_deployment, system_report
 
 pytestmark = pytest.mark.unit
 HEALTH = {"worker": "scoring-1", "model_version": "run-v2-1", "runtime": "openvino-f32", "status": "ok"}
@@ -99,3 +99,8 @@ def test_every_query_the_page_sends_reads_only_its_own_deployments_series(local:
     for query in network.queries:
         selectors = re.findall(r"\b(?:wastex_[a-z_]+|up)\{([^}]*)\}", query)
         assert selectors and all(f'deployment="{local.deployment}"' in selector for selector in selectors), query
+
+
+def test_a_deployment_name_with_quotes_stays_one_promql_string(settings: Settings) -> None:
+    named = dataclasses.replace(settings, postgres_db='site "north" \\ 2')
+    assert in_deployment('up{deployment="$deployment"}', named) == 'up{deployment="site \\"north\\" \\\\ 2"}'
