@@ -19,6 +19,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from infra.serving_runtimes import (
+    CHECKED_BF16,
     KERAS,
     LITERT,
     OPENVINO,
@@ -28,6 +29,7 @@ from infra.serving_runtimes import (
     LiteRTModel,
     OpenVINOModel,
     ServingModel,
+    checked_bf16_model,
     openvino_unavailable,
 )
 from schemas.model_artefact import KERAS_FILE, SERVING_FILE
@@ -83,6 +85,10 @@ def candidate_loaders(folder: Path, threads: int, cpuinfo: str | None = None
             loaders[name] = lambda precision=precision: OpenVINOModel(serving, threads, precision)
         else:
             skipped[name] = reason
+    if f"{OPENVINO}-bf16" in loaders:
+        loaders[CHECKED_BF16] = lambda: checked_bf16_model(folder, threads)
+    else:
+        skipped[CHECKED_BF16] = skipped[f"{OPENVINO}-bf16"]
     if serving.exists():
         loaders[LITERT] = lambda: LiteRTModel(serving, threads)
     else:

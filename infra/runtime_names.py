@@ -8,4 +8,6 @@ LITERT = "litert"
 OPENVINO = "openvino"
 PRECISIONS = ("f32", "bf16")
 OPENVINO_RUNTIMES = tuple(f"{OPENVINO}-{precision}" for precision in PRECISIONS)
-RUNTIMES = (*OPENVINO_RUNTIMES, LITERT, KERAS)
+# bf16 for every image, then f32 again for the images near a decision (infra.serving_runtimes.CheckedBF16Model).
+CHECKED_BF16 = f"{OPENVINO}-bf16-checked"
+RUNTIMES = (*OPENVINO_RUNTIMES, CHECKED_BF16, LITERT, KERAS)

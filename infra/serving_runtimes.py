@@ -1,9 +1,9 @@
 """The runtimes a model can serve on, all answering `scores(pixels) -> (logits, embeddings | None)`.
 
-Keras runs the `.keras` file itself; LiteRT (XNNPACK) and OpenVINO (its TFLite frontend, in f32 or bf16) both run
-the LiteRT export `model.tflite`. Which one serves is chosen per model by measurement (infra.runtime_choice);
-without a choice the worker serves LiteRT when an export exists, else Keras. Shared by the scoring worker and
-the trainer, which measures the candidates when it registers a model.
+Keras runs the `.keras` file itself; LiteRT (XNNPACK) and OpenVINO (its TFLite frontend, in f32 or bf16, or bf16
+checked in f32 near a decision) all run the LiteRT export `model.tflite`. Which one serves is chosen per model by
+measurement (infra.runtime_choice); without a choice the worker serves LiteRT when an export exists, else Keras.
+Shared by the scoring worker and the trainer, which measures the candidates when it registers a model.
 
 The embeddings are the model's penultimate features (what its last Dense layer reads); a LiteRT export made before
 they were exported has only the logits output and serves without embeddings. A two-output export names its
@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from infra.cpu_budget import usable_cores
-from infra.runtime_names import KERAS, LITERT, OPENVINO, OPENVINO_RUNTIMES, PRECISIONS, RUNTIMES
-from schemas.model_artefact import KERAS_FILE, SERVING_FILE
+from infra.runtime_names import CHECKED_BF16, KERAS, LITERT, OPENVINO, OPENVINO_RUNTIMES, PRECISIONS, RUNTIMES
+from schemas.model_artefact import KERAS_FILE, SERVING_FILE, read_artefact_info
+from schemas.ood_scores import Thresholds, near_a_decision
 
 if TYPE_CHECKING:
     import keras
@@ -35,6 +36,10 @@ BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 # One synchronous request per batch: THROUGHPUT splits the threads into streams and that request gets only one
 # (measured at batch 32 on 2 cores, bf16: THROUGHPUT 126 img/s, LATENCY 221 img/s).
 OPENVINO_PERFORMANCE_HINT = "LATENCY"
+# How far bf16 logits may stray from f32 before a close call must be scored again: about the 90th percentile of
+# the largest per-image difference on TrashNet models (median 0.1, maximum 0.46); the runtime check then measures
+# whether the result decides as Keras does for each model.
+BF16_TOLERANCE = 0.2
 
 
 class LiteRTModel:
@@ -197,7 +202,40 @@ class OpenVINOModel:
         return self.scores(pixels)[0]
 
 
-ServingModel = OpenVINOModel | LiteRTModel | KerasModel
+class CheckedBF16Model:
+    """OpenVINO bf16 for every image, and f32 again for the images whose bf16 scores lie within BF16_TOLERANCE of
+    a decision (top class or OOD flag): bf16's speed where rounding cannot change the outcome, f32's answer where
+    it could."""
+
+    runtime = CHECKED_BF16
+
+    def __init__(self, path: Path, threads: int, thresholds: Thresholds) -> None:
+        self._fast = OpenVINOModel(path, threads, "bf16")
+        self._exact = OpenVINOModel(path, threads, "f32")
+        self._thresholds = thresholds
+        self.input_size = self._fast.input_size
+
+    def scores(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        logits, embeddings = self._fast.scores(pixels)
+        close = near_a_decision(logits, self._thresholds, BF16_TOLERANCE)
+        if close.any():
+            exact_logits, exact_embeddings = self._exact.scores(pixels[close])
+            logits[close] = exact_logits
+            if embeddings is not None and exact_embeddings is not None:
+                embeddings[close] = exact_embeddings
+        return logits, embeddings
+
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        return self.scores(pixels)[0]
+
+
+def checked_bf16_model(folder: Path, threads: int) -> CheckedBF16Model:
+    """The checked bf16 runtime for the artefact in `folder`, with the model's own OOD thresholds."""
+    info = read_artefact_info(folder)
+    return CheckedBF16Model(folder / SERVING_FILE, threads, Thresholds(info.tau_energy, info.tau_softmax))
+
+
+ServingModel = OpenVINOModel | CheckedBF16Model | LiteRTModel | KerasModel
 
 
 def load_serving_model(folder: Path, threads: int | None = None, runtime: str | None = None) -> ServingModel:
@@ -207,11 +245,13 @@ def load_serving_model(folder: Path, threads: int | None = None, runtime: str | 
         raise ValueError(f"unknown serving runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
     threads = threads or usable_cores()
     serving = folder / SERVING_FILE
-    if runtime in OPENVINO_RUNTIMES:
-        precision = runtime.removeprefix(f"{OPENVINO}-")
+    if runtime in OPENVINO_RUNTIMES or runtime == CHECKED_BF16:
+        precision = "bf16" if runtime == CHECKED_BF16 else runtime.removeprefix(f"{OPENVINO}-")
         reason = openvino_unavailable(precision) or (None if serving.exists() else f"no LiteRT export in {folder}")
         if reason is None:
             try:
+                if runtime == CHECKED_BF16:
+                    return checked_bf16_model(folder, threads)
                 return OpenVINOModel(serving, threads, precision)
             except Exception as error:
                 reason = str(error)

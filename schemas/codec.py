@@ -2,6 +2,10 @@
 
 Schemas reference each other by $id through a local registry (nothing is fetched over the network); the
 references are inlined once per schema at first use, and the validators are cached.
+
+A valid event passes fastjsonschema's compiled check (about a tenth of jsonschema's cost: a scoring worker
+validates four events per image). jsonschema stays the authority: whatever the compiled check refuses is judged
+again by jsonschema, which names the field; the unit tests hold the two to the same verdicts.
 """
 
 from __future__ import annotations
@@ -9,12 +13,13 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+import fastjsonschema
 from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
@@ -120,12 +125,32 @@ def _validator(name: str) -> Draft202012Validator:
     return _EventValidator(_bundled_schema(name), format_checker=FORMAT_CHECKER)
 
 
+def _conforms(format_name: str) -> Callable[[str], bool]:
+    return lambda text: FORMAT_CHECKER.conforms(text, format_name)
+
+
+# The compiled check tests exactly the formats FORMAT_CHECKER tests, and no other ("uri" is only an annotation).
+_COMPILED_FORMATS = {"date-time": _conforms("date-time"), "uuid": _conforms("uuid"), "uri": lambda _text: True}
+
+
+@cache
+def _compiled_check(name: str) -> Callable[[Any], Any]:
+    """fastjsonschema's code for the bundled schema (its keywords are all draft 7's); it raises on any error."""
+    schema = {key: value for key, value in _bundled_schema(name).items() if key != "$schema"}
+    return fastjsonschema.compile(schema, formats=_COMPILED_FORMATS, use_default=False)
+
+
 def _path(error: ValidationError) -> str:
     text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)
     return text.removeprefix(".")
 
 
 def _check(name: str, document: Any) -> None:
+    try:
+        _compiled_check(name)(document)
+        return
+    except fastjsonschema.JsonSchemaException:
+        pass  # jsonschema decides, and says where
     error = best_match(_validator(name).iter_errors(document))
     if error is not None:
         raise InvalidEvent(error.message, path=_path(error))

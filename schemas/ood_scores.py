@@ -34,3 +34,18 @@ def max_softmax(logits: np.ndarray) -> np.ndarray:
 def is_ood(logits: np.ndarray, thresholds: Thresholds) -> np.ndarray:
     """The OOD flag per row of a (batch, classes) logit matrix, by the rule of `Thresholds`."""
     return (energy_score(logits) > thresholds.tau_energy) | (max_softmax(logits) < thresholds.tau_softmax)
+
+
+def near_a_decision(logits: np.ndarray, thresholds: Thresholds, tolerance: float) -> np.ndarray:
+    """Rows whose top class or OOD flag could change if each logit moved by up to `tolerance`.
+
+    Such a move shifts the gap between the top two logits by at most 2 * tolerance, the energy (logsumexp) by at
+    most tolerance, and the log of the max softmax by at most 2 * tolerance; a row is near a decision when one of
+    them is within that distance of its boundary.
+    """
+    top_two = np.sort(np.asarray(logits, dtype=np.float64), axis=-1)[..., -2:]
+    close_classes = top_two[..., 1] - top_two[..., 0] < 2 * tolerance
+    close_energy = np.abs(energy_score(logits) - thresholds.tau_energy) < tolerance
+    with np.errstate(divide="ignore"):  # a threshold of 0 flags nothing by softmax: no row is near it
+        close_softmax = np.abs(np.log(max_softmax(logits)) - np.log(thresholds.tau_softmax)) < 2 * tolerance
+    return close_classes | close_energy | close_softmax

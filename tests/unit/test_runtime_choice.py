@@ -134,7 +134,8 @@ def test_bf16_is_a_candidate_only_on_a_cpu_that_runs_it_natively(tmp_path: Path)
     assert set(loaders) == {"openvino-f32", "litert", "keras"}
     assert "amx_bf16" in skipped["openvino-bf16"]
     loaders, skipped = candidate_loaders(tmp_path, threads=1, cpuinfo=INTEL_AMX)
-    assert set(loaders) == {"openvino-f32", "openvino-bf16", "litert", "keras"} and not skipped
+    assert set(loaders) == {"openvino-f32", "openvino-bf16", "openvino-bf16-checked", "litert", "keras"}
+    assert not skipped
 
 
 def test_without_openvino_only_litert_and_keras_are_candidates(tmp_path: Path,
@@ -155,7 +156,8 @@ def test_on_a_real_export_openvino_litert_and_keras_all_agree_with_keras(tmp_pat
                             cpuinfo=AMD_AVX2)
     assert {candidate.runtime for candidate in choice.candidates} == {"openvino-f32", "litert", "keras"}
     assert all(candidate.accepted and candidate.top1_agreement == 1.0 for candidate in choice.candidates)
-    assert choice.chosen in {"openvino-f32", "litert", "keras"} and set(choice.skipped) == {"openvino-bf16"}
+    assert choice.chosen in {"openvino-f32", "litert", "keras"}
+    assert set(choice.skipped) == {"openvino-bf16", "openvino-bf16-checked"}
 
 
 def test_an_export_perturbed_to_disagree_is_rejected_on_every_runtime_that_reads_it_and_keras_serves(

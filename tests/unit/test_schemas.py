@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 from schemas.codec import (
     FORMAT_CHECKER,
     InvalidEvent,
+    _compiled_check,
     _registry,
     _validator,
     decode_event,
@@ -358,6 +359,44 @@ def test_inlined_references_validate_like_the_schema_files(event_type: EventType
     variants += [{**valid, "payload": {**valid["payload"], field: None}} for field in valid["payload"]]
     for document in variants:
         assert _validator(event_type).is_valid(document) == by_reference.is_valid(document)
+
+
+# Values of every JSON type, edge numbers and malformed formats, put in place of each field of a valid event.
+STAND_INS: list[Any] = [None, True, False, 0, -1, 1.0, 1.5, -0.5, 2**70, float("nan"), float("inf"), "", "x",
+                        "x" * 5000, "2026-13-01T00:00:00Z", "2026-03-01T12:00:00", "not-a-uuid", CAPTURED_ID, SHA,
+                        [], [1], ["x"], [0.5] * 3, {}, {"x": 1}]
+
+
+def _variants(node: Any) -> list[Any]:
+    """`node` with one change: every field in turn replaced by each stand-in, removed, or given a neighbour."""
+    variants: list[Any] = [stand_in for stand_in in STAND_INS]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            variants.append({k: v for k, v in node.items() if k != key})
+            variants += [{**node, key: changed} for changed in _variants(value)]
+        variants.append({**node, "unexpected": 1})
+    elif isinstance(node, list) and node:
+        variants += [[*node[:index], changed, *node[index + 1:]] for index in (0, len(node) - 1)
+                     for changed in _variants(node[index])]
+        variants += [node[1:], node * 2]
+    return variants
+
+
+def _compiled_accepts(event_type: EventType, document: Any) -> bool:
+    try:
+        _compiled_check(event_type)(copy.deepcopy(document))
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("event_type", list(EventType))
+def test_the_compiled_check_gives_jsonschemas_verdict_on_every_one_field_change(event_type: EventType) -> None:
+    valid = new_event(event_type, EXAMPLES[event_type], "test").to_document()
+    disagreements = [document for document in _variants(valid)
+                     if _compiled_accepts(event_type, document) != _validator(event_type).is_valid(document)]
+    assert disagreements == []
+    assert _compiled_accepts(event_type, valid)
 
 
 def test_dead_letter_reasons_match_the_schema() -> None:

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from infra.serving_runtimes import (
+    BF16_TOLERANCE,
+    CheckedBF16Model,
     KerasModel,
     LiteRTModel,
     OpenVINOModel,
@@ -18,7 +20,8 @@ from infra.serving_runtimes import (
     load_serving_model,
     openvino_unavailable,
 )
-from schemas.model_artefact import KERAS_FILE, SERVING_FILE
+from schemas.model_artefact import KERAS_FILE, SERVING_FILE, ArtefactInfo, write_artefact_info
+from schemas.ood_scores import Thresholds, energy_score, near_a_decision
 from training_job.serving_export import export_litert, sample_batch
 
 
@@ -116,6 +119,40 @@ def test_a_named_runtime_is_served_and_keras_can_be_asked_for_despite_an_export(
     assert isinstance(load_serving_model(artefact, threads=1, runtime="keras"), KerasModel)
     with pytest.raises(ValueError, match="unknown serving runtime"):
         load_serving_model(artefact, threads=1, runtime="openvino-int8")
+
+
+def test_checked_bf16_serves_f32s_scores_near_a_decision_and_bf16s_elsewhere(tmp_path: Path) -> None:
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, activation="relu")(x))
+    # Large weights spread the logits far apart, as a trained head does: most top classes are then clear.
+    head = keras.layers.Dense(4, kernel_initializer=keras.initializers.RandomNormal(stddev=30.0, seed=1))
+    keras.Model(inputs, head(x)).save(tmp_path / KERAS_FILE)
+    export_litert(tmp_path)
+    pixels = sample_batch(32, count=32, seed=11)
+    fast = OpenVINOModel(tmp_path / SERVING_FILE, threads=1, precision="bf16").scores(pixels)
+    exact = OpenVINOModel(tmp_path / SERVING_FILE, threads=1, precision="f32").scores(pixels)
+    # An energy threshold in the middle of the batch puts some images near the OOD decision and leaves others clear.
+    thresholds = Thresholds(tau_energy=float(np.median(energy_score(fast[0]))), tau_softmax=0.0)
+    near = near_a_decision(fast[0], thresholds, BF16_TOLERANCE)
+    assert near.any() and not near.all()
+
+    logits, embeddings = CheckedBF16Model(tmp_path / SERVING_FILE, threads=1, thresholds=thresholds).scores(pixels)
+    np.testing.assert_allclose(logits[near], exact[0][near], atol=1e-6)
+    np.testing.assert_allclose(logits[~near], fast[0][~near], atol=1e-6)
+    np.testing.assert_allclose(embeddings[near], exact[1][near], atol=1e-6)
+    np.testing.assert_allclose(embeddings[~near], fast[1][~near], atol=1e-6)
+
+
+def test_checked_bf16_is_loaded_by_name_with_the_models_own_thresholds(artefact: Path) -> None:
+    export_litert(artefact)
+    write_artefact_info(artefact, ArtefactInfo(["a", "b", "c", "d"], tau_energy=-2.5, tau_softmax=0.4))
+    served = load_serving_model(artefact, threads=1, runtime="openvino-bf16-checked")
+    if openvino_unavailable("bf16") is not None:  # a CPU without bf16 falls back down the chain
+        assert isinstance(served, LiteRTModel)
+        return
+    assert isinstance(served, CheckedBF16Model) and served.runtime == "openvino-bf16-checked"
+    assert served._thresholds == Thresholds(tau_energy=-2.5, tau_softmax=0.4)
 
 
 def test_openvino_falls_back_to_litert_when_it_cannot_be_imported(artefact: Path, monkeypatch: pytest.MonkeyPatch,
