@@ -40,9 +40,10 @@ MIN_TOP1_AGREEMENT = 0.995
 MAX_MACRO_F1_DIFFERENCE = 0.005
 MIN_OOD_AGREEMENT = 0.99
 BATCH = 32  # the scoring workers' micro-batch size
-TIMED_BATCHES = 3  # per round, after one warm-up batch
-# The best of several rounds: on a shared machine one round can be slowed by a neighbour (seen: two runtimes 2%
-# apart in one round and 17% apart, the other way round, in the benchmark's best of three).
+TIMED_IMAGES = 128  # per round: several batches, since a checked runtime's cost depends on the images
+# The best of several rounds, each round timing every candidate in turn: on a shared machine a neighbour's burst
+# then slows one round of all of them rather than every round of one (seen: a runtime measured at half its speed
+# in a choice that timed each candidate's rounds back to back).
 TIMED_ROUNDS = 3
 
 
@@ -99,19 +100,23 @@ def candidate_loaders(folder: Path, threads: int, cpuinfo: str | None = None
     return loaders, skipped
 
 
-def _score(model: ServingModel, pixels: np.ndarray) -> tuple[np.ndarray, float]:
-    """Logits of every check image, and images/s of the best of TIMED_ROUNDS rounds of TIMED_BATCHES batches after
-    a warm-up at that size."""
-    logits = np.concatenate([model.logits(pixels[start:start + BATCH]) for start in range(0, len(pixels), BATCH)])
-    timing = pixels[:BATCH]
-    model.logits(timing)  # the last check batch may have resized the runtime: resize again outside the clock
-    best = float("inf")
+def _all_logits(model: ServingModel, pixels: np.ndarray) -> np.ndarray:
+    return np.concatenate([model.logits(pixels[start:start + BATCH]) for start in range(0, len(pixels), BATCH)])
+
+
+def _speeds(models: Mapping[str, ServingModel], pixels: np.ndarray) -> dict[str, float]:
+    """Images/s of each model on up to TIMED_IMAGES check images in whole batches (the check pass ran them at these
+    sizes already), the best of TIMED_ROUNDS rounds that each time every model in turn."""
+    timing = pixels[:min(TIMED_IMAGES, max(BATCH, len(pixels) // BATCH * BATCH))]
+    for model in models.values():
+        model.logits(timing[:BATCH])  # the last check batch may have resized a runtime: resize back off the clock
+    best = dict.fromkeys(models, float("inf"))
     for _ in range(TIMED_ROUNDS):
-        started = time.perf_counter()
-        for _ in range(TIMED_BATCHES):
-            model.logits(timing)
-        best = min(best, time.perf_counter() - started)
-    return logits, TIMED_BATCHES * len(timing) / best
+        for runtime, model in models.items():
+            started = time.perf_counter()
+            _all_logits(model, timing)
+            best[runtime] = min(best[runtime], time.perf_counter() - started)
+    return {runtime: len(timing) / seconds for runtime, seconds in best.items()}
 
 
 def _figures(runtime: str, logits: np.ndarray, speed: float, reference: np.ndarray, labels: np.ndarray,
@@ -144,15 +149,19 @@ def choose_runtime(folder: Path, pixels: np.ndarray, reference_logits: np.ndarra
     skipped: dict[str, str] = {}
     if loaders is None:
         loaders, skipped = candidate_loaders(folder, threads, cpuinfo)
-    candidates = []
+    models: dict[str, ServingModel] = {}
+    outputs: dict[str, np.ndarray] = {}
     for runtime, load in loaders.items():
         try:
-            logits, speed = _score(load(), pixels)
+            models[runtime] = load()
+            outputs[runtime] = _all_logits(models[runtime], pixels)
         except Exception as error:  # a runtime that cannot load or run this model is skipped, not fatal
+            models.pop(runtime, None)
             skipped[runtime] = f"failed: {error}"
             log.warning("runtime %s failed on %s: %s", runtime, folder, error)
-            continue
-        candidates.append(_figures(runtime, logits, speed, reference_logits, np.asarray(labels), thresholds))
+    speeds = _speeds(models, pixels)
+    candidates = [_figures(runtime, outputs[runtime], speeds[runtime], reference_logits, np.asarray(labels),
+                           thresholds) for runtime in models]
     accepted = [candidate for candidate in candidates if candidate.accepted]
     if forced is not None:
         chosen = forced

@@ -52,6 +52,9 @@ def test_a_labeller_sees_no_admin_controls_and_an_admins_promotion_shows_in_the_
         expect(admin.locator(".banner.ok")).to_contain_text(f"{second}")
         expect(admin.locator(f'tr[data-model="{second}"]')).to_have_class("serving")
         expect(admin.locator("#rollback")).to_have_text(f"Roll back to {first}")
+        labeller.goto(f"{server.url}/models")  # now there is something to roll back to, and still no button
+        expect(labeller.locator(f'tr[data-model="{second}"]')).to_have_class("serving")
+        expect(labeller.locator("#rollback")).to_have_count(0)
         promoted = admin.locator(f'#audit-trail tr[data-action="promote"][data-subject="{second}"]')
         expect(promoted.locator(".audit-operator")).to_have_text(admin_name)
         admin.screenshot(path=str(screenshots / "admin-models.png"), full_page=True)
