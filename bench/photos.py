@@ -30,3 +30,17 @@ def sample_photos(folder: Path, count: int) -> list[bytes]:
     if len(interleaved) < count:
         raise click.UsageError(f"{folder} has {len(interleaved)} photos, the benchmark needs {count}")
     return [path.read_bytes() for path in interleaved[:count]]
+
+
+def unseen_photos(folder: Path, count: int) -> list[bytes]:
+    """`count` photos of the folder's val and test splits (the splits a training run on it holds out), repeated in
+    turn when there are fewer: what a model trained on the folder scores as it scores a site's new photos."""
+    from training_job.dataset_source import ImageReader, load_dataset
+
+    dataset = load_dataset(folder)
+    rows = sorted(dataset.split("val") + dataset.split("test"), key=lambda row: row.sha256)
+    if not rows:
+        raise click.UsageError(f"{folder} has no val or test photos")
+    read = ImageReader()
+    held_out = [read(row.image) for row in rows]
+    return [held_out[index % len(held_out)] for index in range(count)]

@@ -149,6 +149,8 @@ def test_every_image_is_classified_flagged_or_dead_lettered_once(deployment: Set
 
     counts = _latest_counts(reader)
     assert (counts[("class", "metal")], counts[("class", "glass")], counts[("camera", "cam-a")]) == (6, 4, 10)
+    # The ten images were counted in chunks: fewer state writes than images (this is the module's first worker).
+    assert 1 <= _records_written(deployment, "scoring-count-state-changelog") < 10
     assert deleted, "a classified capture is deleted ..."
     # ... out-of-distribution ones stay for review
     minio_client(deployment).stat_object(deployment.bucket_images, events[(GREY, 10)].payload["object_key"])
@@ -200,6 +202,17 @@ def test_two_workers_one_restarted_mid_stream_keep_counts_exact(deployment: Sett
     assert {name: counts[("class", name)] - baseline_counts.get(("class", name), 0) for name in CLASSES} == expected
     assert page.json()["totals"]["class"] == {name: counts[("class", name)] for name in CLASSES}
     assert not behind, f"records consumed but never committed: {behind}"
+
+
+def _records_written(isolated: Settings, name: str) -> int:
+    """How many records were ever written to a topic of the deployment (the sum of its partitions' end offsets)."""
+    consumer = kafka_consumer(isolated, group_id=f"{isolated.topic_prefix}test-reader")
+    topic = f"{isolated.topic_prefix}{name}"
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
+    finally:
+        consumer.close()
 
 
 def _uncommitted(isolated: Settings, topics: tuple[str, ...], timeout_s: float = 45) -> dict[str, int]:
