@@ -37,7 +37,7 @@ from stream_apps.scoring.outcome_topics import OutcomeTopics
 
 log = logging.getLogger(__name__)
 COUNT_CHUNK = 500  # classified records counted per state write, at most
-COUNT_CHUNK_WAIT_S = 0.1  # a chunk is counted once it is full or this long after its first record
+COUNT_CHUNK_WAIT_S = 0.1  # a chunk is counted once it is full, else at most this long after the one before
 
 
 def add_counting(app: faust.App, settings: Settings, outputs: OutcomeTopics, degradation: Degradation) -> None:
