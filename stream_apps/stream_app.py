@@ -30,6 +30,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from faust import App, Stream, Worker
 from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka
@@ -43,6 +44,23 @@ from stream_apps.partition_progress import PartitionProgress
 DEFAULT_RETRY_MAX_DELAY_S = 30.0  # WASTEX_RETRY_MAX_DELAY_S's default
 HEAD_GAP_REREAD_S = 3.0  # several batches long: acks come in order, so a head left behind was dropped
 UNACKED_REREAD_S = 15.0  # far longer than a batch takes, model loading included: the record was dropped
+# A fetch waits until this much has arrived or FETCH_GATHER_MS has passed: with aiokafka's default of one byte, a
+# camera's steady trickle costs one fetch per image (measured on a scoring worker at 24 img/s: its consumer
+# thread took 3.3 ms of CPU per image, 0.7 ms with these two). A record waits at most that long for its fetch.
+FETCH_MIN_BYTES = 64 * 1024
+FETCH_GATHER_MS = 100
+
+
+class GatheringConsumerThread(aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, whose fetches gather records (FETCH_MIN_BYTES, FETCH_GATHER_MS) instead of
+    returning each one as it arrives."""
+
+    def _create_worker_consumer(self, transport: aiokafka.Transport) -> AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust passes neither setting through; aiokafka reads both when the consumer starts its fetcher.
+        consumer._fetch_min_bytes = FETCH_MIN_BYTES
+        consumer._fetch_max_wait_ms = FETCH_GATHER_MS
+        return consumer
 
 
 class CurrentGenerationConsumer(aiokafka.Consumer):
@@ -54,6 +72,9 @@ class CurrentGenerationConsumer(aiokafka.Consumer):
         self._read_again: set[TP] = set()
         self._confirmed: dict[TP, int] = {}  # offsets the broker confirmed as committed, per partition
         self._seeks = 0  # a fetch that overlapped a seek may hold records from before it
+
+    def _new_consumer_thread(self) -> GatheringConsumerThread:
+        return GatheringConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def _tracked(self, tp: TP) -> bool:
         return self.app.topics.acks_enabled_for(tp.topic)

@@ -13,7 +13,14 @@ from faust.types.tuples import ConsumerMessage
 
 from stream_apps import stream_app
 from stream_apps.partition_progress import PartitionProgress
-from stream_apps.stream_app import HEAD_GAP_REREAD_S, CurrentGenerationConsumer, StreamApp, WorkerWithStopDeadline
+from stream_apps.stream_app import (
+    FETCH_GATHER_MS,
+    FETCH_MIN_BYTES,
+    HEAD_GAP_REREAD_S,
+    CurrentGenerationConsumer,
+    StreamApp,
+    WorkerWithStopDeadline,
+)
 
 pytestmark = pytest.mark.unit
 TOPIC_PARTITION = TP("images.captured", 0)
@@ -134,3 +141,14 @@ def test_a_changelog_the_group_snapshot_lists_without_partitions_is_not_taken_fo
     assert consumer.topic_partitions("t.scoring-latest-snapshots-changelog") is None
     assert consumer.topic_partitions("t.counts.partition-snapshots") == 1
     assert consumer.topic_partitions("t.unknown") is None
+
+
+def test_a_workers_fetches_wait_to_gather_records_instead_of_returning_each_as_it_arrives() -> None:
+    async def fetcher_settings() -> tuple[int, int]:
+        app = StreamApp("fetch-test", broker="kafka://127.0.0.1:1")
+        kafka_consumer = app.consumer._new_consumer_thread()._create_worker_consumer(app.transport)
+        # The two values aiokafka hands its fetcher when the consumer starts.
+        return kafka_consumer._fetch_min_bytes, kafka_consumer._fetch_max_wait_ms
+
+    assert asyncio.run(fetcher_settings()) == (FETCH_MIN_BYTES, FETCH_GATHER_MS)
+    assert FETCH_MIN_BYTES > 1 and FETCH_GATHER_MS <= 100  # gathers, yet adds no more than a micro-batch's wait
