@@ -45,8 +45,8 @@ DEFAULT_RETRY_MAX_DELAY_S = 30.0  # WASTEX_RETRY_MAX_DELAY_S's default
 HEAD_GAP_REREAD_S = 3.0  # several batches long: acks come in order, so a head left behind was dropped
 UNACKED_REREAD_S = 15.0  # far longer than a batch takes, model loading included: the record was dropped
 # A fetch waits until this much has arrived or FETCH_GATHER_MS has passed: with aiokafka's default of one byte, a
-# camera's steady trickle costs one fetch per image (measured on a scoring worker at 24 img/s: its consumer
-# thread took 3.3 ms of CPU per image, 0.7 ms with these two). A record waits at most that long for its fetch.
+# camera's steady trickle costs one fetch per image (measured on a scoring worker's consumer thread: 3.3-4.2 ms
+# of CPU per image at 17-30 img/s, 0.7-1.3 ms with these two). A record waits at most that long for its fetch.
 FETCH_MIN_BYTES = 64 * 1024
 FETCH_GATHER_MS = 100
 
