@@ -204,8 +204,8 @@ class OpenVINOModel:
 
 class CheckedBF16Model:
     """OpenVINO bf16 for every image, and f32 again for the images whose bf16 scores lie within BF16_TOLERANCE of
-    a decision (top class or OOD flag): bf16's speed where rounding cannot change the outcome, f32's answer where
-    it could."""
+    a decision (top class or OOD flag): bf16's speed far from a decision, f32's answer near one, where bf16's
+    rounding could change it."""
 
     runtime = CHECKED_BF16
 

@@ -208,6 +208,7 @@ class Settings:
     trainer_site_balance: float  # 0: classes balanced only; 1: each (site, class) group of a class weighs the same
     trainer_background_share: float  # share of augmented views on a generated floor
     trainer_white_balance: float  # augmented views' per-channel gain range, 1 +- this
+    trainer_colour_temperature: float  # augmented views' red and blue gains 1 + t and 1 - t, |t| <= this
     trainer_max_attempts: int
     trainer_retry_delay_s: float
     auto_promote: bool
@@ -349,6 +350,7 @@ def load_settings() -> Settings:
         trainer_site_balance=_env_rate("WASTEX_TRAINER_SITE_BALANCE", 1.0),
         trainer_background_share=_env_rate("WASTEX_TRAINER_BACKGROUND_SHARE", 0.5),
         trainer_white_balance=_env_rate("WASTEX_TRAINER_WHITE_BALANCE", 0.15),
+        trainer_colour_temperature=_env_rate("WASTEX_TRAINER_COLOUR_TEMPERATURE", 0.3),
         trainer_max_attempts=_env_int("WASTEX_TRAINER_MAX_ATTEMPTS", 3),
         trainer_retry_delay_s=_env_float("WASTEX_TRAINER_RETRY_DELAY_S", 30.0),
         auto_promote=_env("WASTEX_AUTO_PROMOTE", "true").lower() in {"1", "true", "yes"},

@@ -71,6 +71,7 @@ def train_config(settings: Settings) -> TrainConfig:
         site_balance=settings.trainer_site_balance,
         background_share=settings.trainer_background_share,
         white_balance=settings.trainer_white_balance,
+        colour_temperature=settings.trainer_colour_temperature,
         head_epochs=settings.trainer_head_epochs,
         finetune_epochs=settings.trainer_epochs,
         time_budget_s=settings.trainer_minutes * 60 if settings.trainer_minutes > 0 else None,

@@ -69,6 +69,7 @@ class TrainConfig:
     site_balance: float = 1.0  # 0: classes balanced only; 1: every (site, class) group of a class weighs the same
     background_share: float = 0.5  # share of augmented views shown on a generated floor instead of a plain board
     white_balance: float = 0.15  # augmented views scale each colour channel by a gain in [1 - this, 1 + this]
+    colour_temperature: float = 0.3  # augmented views' red and blue gains are 1 + t and 1 - t, t in [-this, this]
     seed: int = 0
 
 
@@ -188,9 +189,9 @@ def train_classifier(dataset: Dataset, config: TrainConfig, loader: ImageLoader 
     frozen = FrozenOutputs(parts.frozen, console)
     preprocess = frame_preprocessor(int(model.input_shape[1]))
     val = frozen.run(image_batches(val_uris, val_labels, loader, preprocess, config.batch_size), "caching val")
+    variation = LookVariation(config.background_share, config.white_balance, config.colour_temperature)
     train = _cache_views(frozen, partial(image_batches, train_uris, train_labels, loader, preprocess,
-                                         config.batch_size, variation=LookVariation(config.background_share,
-                                                                                    config.white_balance)), config,
+                                         config.batch_size, variation=variation), config,
                          None if budget is None else started + config.caching_share * budget, result)
     result.timings["caching_s"] = time.monotonic() - started
     console.print(f"cached {len(train.labels)} training views ({len(train_uris)} images x "
