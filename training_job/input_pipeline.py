@@ -2,7 +2,7 @@
 
 Frames follow the model artefact contract (``schemas/model_artefact.py``): float32 RGB in [0, 255], the
 full frame resized bilinearly to the model's square input, no crop. Normalisation is inside the model.
-Augmentation (random crops, flips, small rotations, colour jitter, and the site look variations of
+Augmentation (random crops, flips, rotations, keystone, colour jitter, and the site look variations of
 ``site_augmentation``: generated floors and white balance) is for training only.
 """
 
@@ -41,22 +41,45 @@ def decode_frame(data: tf.Tensor) -> tf.Tensor:
 # Crops keep 65-100% of the frame at an aspect within 0.8-1.25, then are resized to the input as usual.
 CROP_AREA = (0.65, 1.0)
 CROP_ASPECT = (0.8, 1.25)
-MAX_ROTATION = 0.04  # fraction of a full turn: about 15 degrees either way
+MAX_ROTATION = 0.085  # fraction of a full turn: about 30 degrees either way, as a camera mounted askew sees
+MAX_KEYSTONE = 0.15  # a camera looking down at a slant: the far edge wider by up to this share of the width
 BRIGHTNESS_DELTA = 0.12 * 255
 CONTRAST_RANGE = (0.85, 1.15)
 SATURATION_RANGE = (0.75, 1.3)
 HUE_DELTA = 0.03
 
 
+def keystone(frame: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """``frame`` as a camera tilted towards its top or bottom edge sees it: the top edge reads a span up to
+    MAX_KEYSTONE of the width wider or narrower on each side, the bottom edge is kept, the picture keeps its size
+    and reflects into the corners it leaves."""
+    tilt = tf.random.stateless_uniform([], seed, -MAX_KEYSTONE, MAX_KEYSTONE)
+    # The projective map from output to input corners, in coordinates where the frame is the unit square.
+    corners = [((0.0, 0.0), (-tilt, 0.0)), ((1.0, 0.0), (1.0 + tilt, 0.0)), ((1.0, 1.0), (1.0, 1.0)),
+               ((0.0, 1.0), (0.0, 1.0))]
+    rows, targets = [], []
+    for (x, y), (u, v) in corners:
+        rows += [tf.stack([x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y]),
+                 tf.stack([0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y])]
+        targets += [u, v]
+    a0, a1, a2, b0, b1, b2, c0, c1 = tf.unstack(tf.linalg.solve(tf.stack(rows), tf.stack(targets)[:, tf.newaxis])[:, 0])
+    height, width = tf.unstack(tf.cast(tf.shape(frame)[:2], tf.float32))
+    pixels = tf.stack([a0, a1 * width / height, a2 * width, b0 * height / width, b1, b2 * height,
+                       c0 / width, c1 / height])  # the same map in pixel coordinates
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=frame[tf.newaxis], transforms=pixels[tf.newaxis], output_shape=tf.shape(frame)[:2],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")[0]
+
+
 def augmented_frame(image: tf.Tensor, seed: tf.Tensor, preprocess: Preprocess,
                     variation: LookVariation = SAME_LOOK) -> tf.Tensor:
-    """One random view of a decoded image: crop, flips, resize, look variation, colour jitter (seeded, so
-    repeatable).
+    """One random view of a decoded image: crop, flips, resize, keystone, look variation, colour jitter (seeded,
+    so repeatable).
 
     The crop is taken before the resize, so it costs nothing beyond the resize every frame needs. Waste
     lies on a belt in any orientation, so both flips are fair.
     """
-    seeds = tf.random.experimental.stateless_split(seed, 8)
+    seeds = tf.random.experimental.stateless_split(seed, 9)
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seeds[0],
         min_object_covered=0.0, aspect_ratio_range=CROP_ASPECT, area_range=CROP_AREA,
@@ -64,7 +87,7 @@ def augmented_frame(image: tf.Tensor, seed: tf.Tensor, preprocess: Preprocess,
     image = tf.slice(image, begin, size)
     image = tf.image.stateless_random_flip_left_right(image, seeds[1])
     image = tf.image.stateless_random_flip_up_down(image, seeds[2])
-    frame = vary_look(preprocess(image), seeds[7], variation)
+    frame = vary_look(keystone(preprocess(image), seeds[8]), seeds[7], variation)
     # Hue and saturation are ratios of channels, so they work on [0, 255] floats unchanged.
     frame = tf.image.stateless_random_brightness(frame, BRIGHTNESS_DELTA, seeds[3])
     frame = tf.image.stateless_random_contrast(frame, *CONTRAST_RANGE, seeds[4])

@@ -12,7 +12,14 @@ from PIL import Image
 
 from training_job.backbones.registry import BACKBONES
 from training_job.dataset_source import ImageReader
-from training_job.input_pipeline import class_weights, decode_frame, frame_preprocessor, image_batches
+from training_job.input_pipeline import (
+    MAX_KEYSTONE,
+    class_weights,
+    decode_frame,
+    frame_preprocessor,
+    image_batches,
+    keystone,
+)
 
 
 @pytest.fixture()
@@ -97,3 +104,17 @@ def test_a_gif_decodes_to_its_first_frame(tmp_path: Path) -> None:
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
     image = decode_frame(tf.constant(buffer.getvalue())).numpy()
     assert image.shape == (10, 20, 3) and image[..., 0].mean() > 200
+
+
+def test_keystone_narrows_or_widens_the_top_edge_and_keeps_the_bottom_edge() -> None:
+    size = 64
+    ramp = tf.tile(tf.range(size, dtype=tf.float32)[tf.newaxis, :, tf.newaxis], [size, 1, 3])  # pixel = its column
+    shifts = []
+    for seed in range(12):
+        view = keystone(ramp, tf.constant([seed, 5], tf.int64)).numpy()[..., 0]
+        assert view.shape == (size, size)
+        np.testing.assert_allclose(view[-1, 8:-8], np.arange(8, size - 8), atol=0.6)
+        assert abs(view[0, size // 2] - size / 2) < 0.6  # the picture's centre line stays upright
+        shifts.append(view[0, size // 4] - size / 4)  # a quarter across the top: moved by half the tilt
+    assert max(map(abs, shifts)) <= MAX_KEYSTONE * size / 2 + 0.6
+    assert min(shifts) < -1 and max(shifts) > 1  # both directions of slant
