@@ -8,10 +8,10 @@ Augmentation (random crops, flips, rotations, keystone, colour jitter, and the s
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-import keras
 import numpy as np
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
@@ -49,12 +49,10 @@ SATURATION_RANGE = (0.75, 1.3)
 HUE_DELTA = 0.03
 
 
-def keystone(frame: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """``frame`` as a camera tilted towards its top or bottom edge sees it: the top edge reads a span up to
-    MAX_KEYSTONE of the width wider or narrower on each side, the bottom edge is kept, the picture keeps its size
-    and reflects into the corners it leaves."""
-    tilt = tf.random.stateless_uniform([], seed, -MAX_KEYSTONE, MAX_KEYSTONE)
-    # The projective map from output to input corners, in coordinates where the frame is the unit square.
+def _keystone_map(tilt: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """3x3 map of output to input pixels: the top edge reads a span ``tilt`` of the width wider (or narrower, when
+    negative) on each side; the bottom edge is kept."""
+    # Solved in coordinates where the frame is the unit square, then scaled to pixels.
     corners = [((0.0, 0.0), (-tilt, 0.0)), ((1.0, 0.0), (1.0 + tilt, 0.0)), ((1.0, 1.0), (1.0, 1.0)),
                ((0.0, 1.0), (0.0, 1.0))]
     rows, targets = [], []
@@ -62,19 +60,41 @@ def keystone(frame: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         rows += [tf.stack([x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y]),
                  tf.stack([0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y])]
         targets += [u, v]
-    a0, a1, a2, b0, b1, b2, c0, c1 = tf.unstack(tf.linalg.solve(tf.stack(rows), tf.stack(targets)[:, tf.newaxis])[:, 0])
+    unit = tf.reshape(tf.concat([tf.linalg.solve(tf.stack(rows), tf.stack(targets)[:, tf.newaxis])[:, 0], [1.0]], 0),
+                      [3, 3])
+    scale = tf.linalg.diag(tf.stack([width, height, 1.0]))
+    return scale @ unit @ tf.linalg.inv(scale)
+
+
+def _rotation_map(angle: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """3x3 map of output to input pixels: a turn by ``angle`` (radians) about the frame's centre."""
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    centre_x, centre_y = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+    return tf.stack([[cos, -sin, centre_x - cos * centre_x + sin * centre_y],
+                     [sin, cos, centre_y - sin * centre_x - cos * centre_y],
+                     [0.0, 0.0, 1.0]])
+
+
+def camera_view(frame: tf.Tensor, seed: tf.Tensor, max_rotation: float = MAX_ROTATION,
+                max_keystone: float = MAX_KEYSTONE) -> tf.Tensor:
+    """``frame`` as a camera turned by up to ``max_rotation`` of a full turn and tilted towards its top or bottom
+    edge (a keystone of up to ``max_keystone`` of the width on each side) sees it; one resampling for both, the
+    picture keeps its size and reflects into the corners it leaves."""
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    angle = 2.0 * math.pi * tf.random.stateless_uniform([], seeds[0], -max_rotation, max_rotation)
+    tilt = tf.random.stateless_uniform([], seeds[1], -max_keystone, max_keystone)
     height, width = tf.unstack(tf.cast(tf.shape(frame)[:2], tf.float32))
-    pixels = tf.stack([a0, a1 * width / height, a2 * width, b0 * height / width, b1, b2 * height,
-                       c0 / width, c1 / height])  # the same map in pixel coordinates
+    view = _rotation_map(angle, height, width) @ _keystone_map(tilt, height, width)
+    transform = tf.reshape(view / view[2, 2], [9])[:8]
     return tf.raw_ops.ImageProjectiveTransformV3(
-        images=frame[tf.newaxis], transforms=pixels[tf.newaxis], output_shape=tf.shape(frame)[:2],
+        images=frame[tf.newaxis], transforms=transform[tf.newaxis], output_shape=tf.shape(frame)[:2],
         fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")[0]
 
 
 def augmented_frame(image: tf.Tensor, seed: tf.Tensor, preprocess: Preprocess,
                     variation: LookVariation = SAME_LOOK) -> tf.Tensor:
-    """One random view of a decoded image: crop, flips, resize, keystone, look variation, colour jitter (seeded,
-    so repeatable).
+    """One random view of a decoded image: crop, flips, resize, camera angle, look variation, colour jitter
+    (seeded, so repeatable).
 
     The crop is taken before the resize, so it costs nothing beyond the resize every frame needs. Waste
     lies on a belt in any orientation, so both flips are fair.
@@ -87,7 +107,7 @@ def augmented_frame(image: tf.Tensor, seed: tf.Tensor, preprocess: Preprocess,
     image = tf.slice(image, begin, size)
     image = tf.image.stateless_random_flip_left_right(image, seeds[1])
     image = tf.image.stateless_random_flip_up_down(image, seeds[2])
-    frame = vary_look(keystone(preprocess(image), seeds[8]), seeds[7], variation)
+    frame = vary_look(camera_view(preprocess(image), seeds[8]), seeds[7], variation)
     # Hue and saturation are ratios of channels, so they work on [0, 255] floats unchanged.
     frame = tf.image.stateless_random_brightness(frame, BRIGHTNESS_DELTA, seeds[3])
     frame = tf.image.stateless_random_contrast(frame, *CONTRAST_RANGE, seeds[4])
@@ -123,13 +143,10 @@ def image_batches(uris: Sequence[str], labels: np.ndarray, loader: ImageLoader, 
         dataset = dataset.map(lambda image, label: (preprocess(image), label), num_parallel_calls=AUTOTUNE)
         return dataset.batch(batch_size).prefetch(AUTOTUNE)
     seeds = tf.data.Dataset.random(seed=augment_seed, rerandomize_each_iteration=True).batch(2)
-    rotation = keras.layers.RandomRotation(MAX_ROTATION, fill_mode="reflect", seed=augment_seed)
     return (tf.data.Dataset.zip(dataset, seeds)
             .map(lambda pair, seed: (augmented_frame(pair[0], seed, preprocess, variation), pair[1]),
                  num_parallel_calls=AUTOTUNE)
             .batch(batch_size)
-            # Rotation is vectorised over a batch; reflected borders avoid corners a camera never shows.
-            .map(lambda pixels, label: (rotation(pixels, training=True), label), num_parallel_calls=AUTOTUNE)
             .prefetch(AUTOTUNE))
 
 
@@ -165,3 +182,34 @@ def site_balanced_weights(labels: np.ndarray, sites: Sequence[str | None], num_c
         shares.update({group: count ** (1.0 - balance) / total for group, count in counts.items()})
     per_group = {group: len(labels) / num_classes * share / groups[group] for group, share in shares.items()}
     return np.array([per_group[group] for group in zip(labels.tolist(), sites, strict=True)], dtype=np.float32)
+
+
+FEW_SHOT_SHARE = 0.25  # a (site, class) group at most this share of its class's largest group ...
+FEW_SHOT_MOST = 50  # ... and of at most this many images is a few-shot group
+FEW_SHOT_EXTRA_VIEWS = 12  # extra augmented views of each few-shot image
+
+
+def few_shot_images(labels: np.ndarray, sites: Sequence[str | None]) -> np.ndarray:
+    """Indices of the images in few-shot groups: a new site's first labels of a class, beside a larger site's."""
+    groups = Counter(zip(labels.tolist(), sites, strict=True))
+    largest = Counter()
+    for (label, _), count in groups.items():
+        largest[label] = max(largest[label], count)
+    few = {group for group, count in groups.items()
+           if count <= FEW_SHOT_MOST and count <= FEW_SHOT_SHARE * largest[group[0]]}
+    return np.array([index for index, group in enumerate(zip(labels.tolist(), sites, strict=True)) if group in few],
+                    dtype=np.int64)
+
+
+def few_shot_extra_views(few_shot: int, images: int) -> int:
+    """Extra views per few-shot image: FEW_SHOT_EXTRA_VIEWS, but never more frames than one view of all images."""
+    return 0 if few_shot == 0 else min(FEW_SHOT_EXTRA_VIEWS, images // few_shot)
+
+
+def cached_view_weights(weights: np.ndarray, views: int, few: np.ndarray, extra_views: int) -> np.ndarray:
+    """Loss weights of the cached views: ``views`` passes over all images, then ``extra_views`` passes over the
+    images ``few``. A few-shot image's weight is shared among all its views, so extra views add variety, not say in
+    the loss: each image weighs in total ``views`` times its weight, as every other image does."""
+    share = np.ones_like(weights)
+    share[few] = views / (views + extra_views)
+    return np.concatenate([np.tile(weights * share, views), np.tile((weights * share)[few], extra_views)])

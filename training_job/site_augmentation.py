@@ -103,18 +103,25 @@ def object_shadow(mask: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return darkness * tf.nn.avg_pool2d(cast[tf.newaxis], 9, 1, "SAME")[0]
 
 
+def on_generated_floor(frame: tf.Tensor, floor_seed: tf.Tensor, shadow_seed: tf.Tensor) -> tf.Tensor:
+    """``frame`` with its plain background replaced by a generated floor, or unchanged when the background found
+    covers too little or too much of it to be trusted."""
+    mask = plain_background(frame)
+    cover = tf.reduce_mean(mask)
+    floor = generated_floor(tf.shape(frame)[:2], floor_seed) * (1.0 - object_shadow(mask, shadow_seed))
+    trusted = (cover > MASK_COVER[0]) & (cover < MASK_COVER[1])
+    return tf.where(trusted, mask * floor + (1.0 - mask) * frame, frame)
+
+
 def vary_look(frame: tf.Tensor, seed: tf.Tensor, variation: LookVariation) -> tf.Tensor:
     """``frame`` (float RGB in [0, 255]) maybe on a generated floor, then under a random colour temperature and
     with a random per-channel gain."""
     seeds = tf.random.experimental.stateless_split(seed, 5)
     if variation.background_share > 0:
-        mask = plain_background(frame)
-        cover = tf.reduce_mean(mask)
-        replace = ((tf.random.stateless_uniform([], seeds[0]) < variation.background_share)
-                   & (cover > MASK_COVER[0]) & (cover < MASK_COVER[1]))
-        floor = generated_floor(tf.shape(frame)[:2], seeds[1])
-        floor *= 1.0 - object_shadow(mask, seeds[4])
-        frame = tf.where(replace, mask * floor + (1.0 - mask) * frame, frame)
+        # A branch, not a blend of both: the mask and floor cost as much as the rest of a view, so only views
+        # that get a floor pay for them.
+        frame = tf.cond(tf.random.stateless_uniform([], seeds[0]) < variation.background_share,
+                        lambda: on_generated_floor(frame, seeds[1], seeds[4]), lambda: frame)
     if variation.colour_temperature > 0:
         warmth = tf.random.stateless_uniform([], seeds[3], -variation.colour_temperature,
                                              variation.colour_temperature)

@@ -8,7 +8,8 @@ Both phases stop early on validation loss and keep their best weights; a time bu
 
 Every training image carries a loss weight (``site_balanced_weights``): classes weigh the same, and within a class
 a site with a few labelled images weighs as much as the seed images, so a new site's first labels move the model
-while the old site keeps its share. Augmented views also vary the floor and the light (``site_augmentation``).
+while the old site keeps its share. Augmented views also vary the floor, the light and the camera's angle; the images
+of such a new site's few labels (``few_shot_images``) get more of them, sharing their weight.
 """
 
 from __future__ import annotations
@@ -41,7 +42,14 @@ from training_job.callbacks import (
 from training_job.classifier import build_classifier, grow_head, split_classifier
 from training_job.dataset_source import Dataset, DatasetError, ImageLoader, ImageReader
 from training_job.feature_cache import CachedOutputs, FrozenOutputs
-from training_job.input_pipeline import frame_preprocessor, image_batches, site_balanced_weights
+from training_job.input_pipeline import (
+    cached_view_weights,
+    few_shot_extra_views,
+    few_shot_images,
+    frame_preprocessor,
+    image_batches,
+    site_balanced_weights,
+)
 from training_job.site_augmentation import LookVariation
 
 HEAD_BATCH_SIZE = 64
@@ -81,6 +89,7 @@ class TrainedModel:
     history: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     augmented_views: int = 0  # how many augmented views were cached within the budget
+    few_shot_views: int = 0  # extra augmented views cached of few-shot images (``few_shot_images``)
     stopped_by_deadline: bool = False
     head_inputs: HeadInputs | None = None  # what the trained head reads, for out-of-fold calibration
 
@@ -193,13 +202,23 @@ def train_classifier(dataset: Dataset, config: TrainConfig, loader: ImageLoader 
     train = _cache_views(frozen, partial(image_batches, train_uris, train_labels, loader, preprocess,
                                          config.batch_size, variation=variation), config,
                          None if budget is None else started + config.caching_share * budget, result)
+    few = few_shot_images(train_labels, train_sites)
+    extra_views = few_shot_extra_views(few.size, len(train_uris)) if config.augmented_views else 0
+    if extra_views:
+        # Ten labels of a new site seen in two or three views teach the fine-tuned blocks those ten pictures;
+        # seen in many, they teach the site.
+        uris = [train_uris[index] for index in few] * extra_views
+        train = CachedOutputs.concatenate([train, frozen.run(
+            image_batches(uris, np.tile(train_labels[few], extra_views), loader, preprocess, config.batch_size,
+                          augment_seed=config.seed * 1000 + 999, variation=variation),
+            f"caching train ({extra_views} more views of {few.size} few-shot images)")])
+    result.few_shot_views = extra_views * few.size
+    # The cached views repeat the training images in order, then the few-shot images' extra views.
+    view_weights = cached_view_weights(weights, result.augmented_views + 1, few, extra_views)
     result.timings["caching_s"] = time.monotonic() - started
     console.print(f"cached {len(train.labels)} training views ({len(train_uris)} images x "
-                  f"{result.augmented_views + 1}) and {len(val.labels)} validation images in "
-                  f"{result.timings['caching_s']:.0f} s")
-
-    # The cached views repeat the training images in order, so each view carries the images' weights.
-    view_weights = np.tile(weights, len(train.labels) // len(train_uris))
+                  f"{result.augmented_views + 1}, {result.few_shot_views} more of {few.size} few-shot images) and "
+                  f"{len(val.labels)} validation images in {result.timings['caching_s']:.0f} s")
     phase_started = time.monotonic()
     stop = StopAtDeadline(fit_deadline, min_epochs=HEAD_MIN_EPOCHS)
     _fit(parts.head, (train.features, train.labels, view_weights), (val.features, val.labels),
@@ -237,6 +256,7 @@ def config_document(trained: TrainedModel, dataset: Dataset, from_model: Path | 
                     "dropped_conflicting_digests": dataset.conflicting_digests},
         "from_model": None if from_model is None else str(from_model),
         "augmented_views_cached": trained.augmented_views,
+        "few_shot_views_cached": trained.few_shot_views,
         "stopped_by_deadline": trained.stopped_by_deadline,
         "timings_s": {name: round(value, 2) for name, value in trained.timings.items()},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},

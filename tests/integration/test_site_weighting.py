@@ -19,7 +19,7 @@ from schemas.dataset_manifest import ManifestRow, write_manifest
 from tests.trashnet_slices import trashnet_photos
 from training_job.dataset_source import load_dataset
 from training_job.inference import predict_logits
-from training_job.trainer import TrainConfig, train_classifier
+from training_job.trainer import TrainConfig, config_document, train_classifier
 
 QUICK = TrainConfig(batch_size=16, augmented_views=0, trainable_blocks=1, head_epochs=200, head_learning_rate=1e-2,
                     finetune_epochs=0)  # one head step per epoch (60 images): many quick epochs
@@ -56,3 +56,21 @@ def test_four_new_site_labels_outweigh_ten_old_site_labels_of_another_class(tras
     by_class_only = _glass_probability(manifest, replace(QUICK, site_balance=0.0), unseen)
 
     assert by_site > 0.5 > by_class_only, (by_site, by_class_only)
+
+
+def test_a_new_sites_few_labels_get_extra_augmented_views_and_the_old_sites_images_do_not(
+        trashnet: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.jsonl"
+    write_manifest(manifest, [
+        *_rows(trashnet_photos(trashnet, "glass", 0, 20), "glass", "train"),
+        *_rows(trashnet_photos(trashnet, "metal", 0, 20), "metal", "train"),
+        *_rows(trashnet_photos(trashnet, "metal", 20, 4), "metal", "train", site="site-b"),
+        *_rows(trashnet_photos(trashnet, "glass", 20, 4), "glass", "val"),
+        *_rows(trashnet_photos(trashnet, "metal", 24, 4), "metal", "val"),
+    ])
+    dataset = load_dataset(manifest)
+    trained = train_classifier(dataset, replace(QUICK, augmented_views=1, head_epochs=2))
+    assert trained.few_shot_views == 4 * 11  # 11 views each: no more frames than one view of all 44 images
+    assert config_document(trained, dataset, None)["few_shot_views_cached"] == 44
+    plain = train_classifier(dataset, replace(QUICK, augmented_views=0, head_epochs=2))
+    assert plain.few_shot_views == 0  # no augmentation asked for, none added

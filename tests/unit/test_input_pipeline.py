@@ -14,11 +14,15 @@ from training_job.backbones.registry import BACKBONES
 from training_job.dataset_source import ImageReader
 from training_job.input_pipeline import (
     MAX_KEYSTONE,
+    MAX_ROTATION,
+    cached_view_weights,
+    camera_view,
     class_weights,
     decode_frame,
+    few_shot_extra_views,
+    few_shot_images,
     frame_preprocessor,
     image_batches,
-    keystone,
 )
 
 
@@ -111,10 +115,50 @@ def test_keystone_narrows_or_widens_the_top_edge_and_keeps_the_bottom_edge() -> 
     ramp = tf.tile(tf.range(size, dtype=tf.float32)[tf.newaxis, :, tf.newaxis], [size, 1, 3])  # pixel = its column
     shifts = []
     for seed in range(12):
-        view = keystone(ramp, tf.constant([seed, 5], tf.int64)).numpy()[..., 0]
+        view = camera_view(ramp, tf.constant([seed, 5], tf.int64), max_rotation=0.0).numpy()[..., 0]
         assert view.shape == (size, size)
         np.testing.assert_allclose(view[-1, 8:-8], np.arange(8, size - 8), atol=0.6)
         assert abs(view[0, size // 2] - size / 2) < 0.6  # the picture's centre line stays upright
         shifts.append(view[0, size // 4] - size / 4)  # a quarter across the top: moved by half the tilt
     assert max(map(abs, shifts)) <= MAX_KEYSTONE * size / 2 + 0.6
     assert min(shifts) < -1 and max(shifts) > 1  # both directions of slant
+
+
+def test_a_turned_camera_rotates_the_picture_about_its_centre_within_the_range() -> None:
+    size = 65
+    picture = np.zeros((size, size, 3), np.float32)
+    picture[32, 32:60] = 255.0  # a bright bar from the centre to the right
+    turns = []
+    for seed in range(8):
+        view = camera_view(tf.constant(picture), tf.constant([seed, 6], tf.int64), max_keystone=0.0).numpy()[..., 0]
+        assert view[32, 32] > 100  # the centre stays in place
+        rows, columns = np.nonzero(view > 100)
+        angle = np.degrees(np.arctan2(rows - 32, columns - 32)[columns + np.abs(rows - 32) > 40])
+        assert np.all(np.abs(angle) <= MAX_ROTATION * 360 + 3)
+        turns.append(float(np.median(angle)))
+    assert max(map(abs, turns)) > 5  # the picture does turn
+
+
+def test_a_new_sites_first_labels_are_few_shot_and_a_rare_class_of_one_site_is_not() -> None:
+    labels = np.array([0] * 200 + [0] * 10 + [1] * 30 + [1] * 25)
+    sites = [None] * 200 + ["site-b"] * 10 + [None] * 30 + ["site-b"] * 25
+    few = few_shot_images(labels, sites)
+    np.testing.assert_array_equal(few, np.arange(200, 210))  # class 1's 25 are not small beside its 30
+    assert few_shot_images(np.array([0] * 5 + [1] * 100), [None] * 105).size == 0  # one site: rare, not few-shot
+
+
+def test_few_shot_images_get_extra_views_but_never_more_frames_than_one_view_of_all() -> None:
+    assert few_shot_extra_views(0, 1000) == 0
+    assert few_shot_extra_views(60, 1600) == 12
+    assert few_shot_extra_views(300, 1200) == 4
+
+
+def test_extra_views_share_a_few_shot_images_weight_instead_of_adding_to_it() -> None:
+    weights = np.array([1.0, 1.0, 8.0, 8.0], np.float32)
+    few = np.array([2, 3])
+    view_weights = cached_view_weights(weights, 3, few, 9)
+    assert view_weights.shape == (3 * 4 + 9 * 2,)
+    totals = np.zeros(4)
+    np.add.at(totals, np.concatenate([np.tile(np.arange(4), 3), np.tile(few, 9)]), view_weights)
+    np.testing.assert_allclose(totals, 3 * weights)
+    np.testing.assert_array_equal(cached_view_weights(weights, 3, np.array([], np.int64), 0), np.tile(weights, 3))
