@@ -3,10 +3,10 @@
 TrashNet-like photos show one object on a bright plain board; another site shows it on its own floor under its
 own light. A view may get its plain background (the bright, low-colour region connected to the frame's border,
 so a white object in the middle keeps its pixels) replaced by a procedurally generated, textured floor on which the
-object casts a soft shadow, a colour-temperature
-shift (red and blue gains moving in opposite directions, as between daylight, tungsten and sodium halls) and a
-white-balance shift (a random gain per channel). Floors are made from seeded noise, never from photographs, so no
-benchmark's floor can leak into training. Everything is stateless and seeded: the same seed gives the same view.
+object casts a soft shadow, a colour-temperature shift (red and blue gains moving in opposite directions, as
+between daylight, tungsten and sodium halls) and a white-balance shift (a random gain per channel). Floors are
+made from seeded noise, never from photographs, so no benchmark's floor can leak into training. Everything is
+stateless and seeded: the same seed gives the same view.
 """
 
 from __future__ import annotations
