@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from schemas.model_artefact import KERAS_FILE, SEED_TAU_ENERGY, SEED_TAU_SOFTMAX, ArtefactInfo, write_artefact_info
+from schemas.model_artefact import KERAS_FILE, ArtefactInfo, write_artefact_info
+from schemas.ood_scores import SEED_TAU_ENERGY, SEED_TAU_SOFTMAX
 
 TRASHNET_CLASSES = ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
 

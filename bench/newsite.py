@@ -1,15 +1,18 @@
 """`wastex bench newsite`: how fast a second site with another look is learned through the real loop.
 
-On an isolated deployment of the shared services, with a real builder, scoring worker and trainer (sub-processes):
+On an isolated deployment of the shared services, with a real builder, scoring worker, scoring monitor (drift
+checks every DRIFT_CHECK_S) and trainer (sub-processes):
 1. the first site (TrashNet as it is, less the quarter kept for the second site) is registered as `v1`; the trainer
    trains and promotes the first model;
 2. the second site's held-out photos and the first site's test photos are captured (MinIO + ImageCaptured) and
    scored by the scoring worker; what it routes is the "before";
-3. `--labels-per-class` photos per class of the second site are captured, scored, then labelled (LabelAssigned
-   with the second site's id, as the review UI sends them); `wastex dataset create` makes `v2`; the trainer
-   fine-tunes the serving model on it; the candidate is promoted by the trainer when its policy says so (else the
-   benchmark promotes it and says so);
-4. the same photos are captured again and scored by the new model: the "after".
+3. `--labels-per-class` photos per class of the second site are captured and scored; the benchmark waits (up to
+   DRIFT_WAIT_S) for the monitor to mark the second site's camera drifting, as it would within minutes at a real
+   site; the photos are labelled (LabelAssigned with the second site's id, as the review UI sends them);
+   `wastex dataset create` makes `v2`; the trainer fine-tunes the serving model on it; the candidate is promoted
+   by the trainer when its policy says so (else the benchmark promotes it and says so);
+4. the same photos are captured again and scored by the new model: the "after". The camera's drift mark stays
+   until the monitor sees the new model's window of it look right again.
 
 top-1 counts the worker's top class whatever the route; a silent miscount is an image counted (ImageClassified,
 not an audit sample) as a wrong class.
@@ -36,7 +39,7 @@ from bench.newsite_sites import SitePhoto, build_sites
 from bench.photos import trashnet_dir
 from bench.report import print_figures
 from infra.clients import db_sessions, minio_client
-from infra.db.models import TrainingRun
+from infra.db.models import CameraDrift, TrainingRun
 from infra.db.registry import production_model, promote
 from infra.deployment import create_deployment, drop_deployment, environment
 from infra.publisher import EventPublisher
@@ -54,6 +57,8 @@ ROUTED_TOPICS = ("images.classified", "images.ood", "dead-letters")
 TARGET_AFTER_TOP1 = 0.85
 TARGET_SILENT = 0.05
 TARGET_OLD_SITE_DROP = 0.02
+DRIFT_CHECK_S = 5.0
+DRIFT_WAIT_S = 90.0
 
 
 def _wait(check: Callable[[], Any], timeout_s: float, what: str, alive: Callable[[], None]) -> Any:
@@ -77,6 +82,10 @@ class Loop:
         self._trainer_env = environment(isolated, WASTEX_HOME=str(isolated.state_dir),
                                         WASTEX_TRAINER_MINUTES=str(training_minutes))
         self.trainer: subprocess.Popen | None = None
+        self.monitor_log = work / "monitor.log"
+        self._monitor_env = environment(isolated, WASTEX_HOME=str(isolated.state_dir),
+                                        WASTEX_DRIFT_CHECK_S=str(DRIFT_CHECK_S))
+        self.monitor: subprocess.Popen | None = None
         self.reader: TopicReader | None = None
         self.sink = CaptureSink(minio_client(isolated), isolated.bucket_images, EventPublisher(isolated))
         self.publisher = EventPublisher(isolated)
@@ -87,20 +96,25 @@ class Loop:
         self.scorer.start()
         self.trainer = subprocess.Popen([WASTEX, "trainer"], env=self._trainer_env, stdin=subprocess.DEVNULL,
                                         stdout=self.trainer_log.open("ab"), stderr=subprocess.STDOUT)
+        self.monitor = subprocess.Popen([WASTEX, "ui", "monitor"], env=self._monitor_env, stdin=subprocess.DEVNULL,
+                                        stdout=self.monitor_log.open("ab"), stderr=subprocess.STDOUT)
         self.reader = TopicReader(self.isolated, *ROUTED_TOPICS)
 
     def alive(self) -> None:
         if self.trainer is not None and self.trainer.poll() is not None:
             raise click.ClickException(f"the trainer exited; see {self.trainer_log}")
+        if self.monitor is not None and self.monitor.poll() is not None:
+            raise click.ClickException(f"the scoring monitor exited; see {self.monitor_log}")
 
     def stop(self) -> None:
         if self.reader is not None:
             self.reader.close()
         for worker in (self.scorer, self.builder):
             worker.stop()
-        if self.trainer is not None and self.trainer.poll() is None:
-            self.trainer.terminate()
-            self.trainer.wait(60)
+        for process in (self.trainer, self.monitor):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(60)
 
     def wastex(self, *args: str) -> None:
         done = subprocess.run([WASTEX, *args], env=environment(self.isolated, WASTEX_HOME=str(self.isolated.state_dir)),
@@ -141,6 +155,12 @@ class Loop:
                 "source_event_id": routed.event_id if topic == "images.ood" else None,
                 "site_id": site, "new_class": False, "action_id": f"newsite-{uuid.uuid4().hex}"}, "bench"))
         self.publisher.flush()
+
+    def drifting(self, camera: str) -> bool:
+        """Whether the scoring monitor's latest check marks `camera` drifting."""
+        with db_sessions(self.isolated)() as session:
+            row = session.get(CameraDrift, camera)
+        return row is not None and row.drifting
 
     def finished_run(self, dataset_version: str) -> TrainingRun | None:
         with db_sessions(self.isolated)() as session:
@@ -200,6 +220,12 @@ def run_benchmark(settings: Settings, trashnet: Path, labels_per_class: int, tra
 
         loop_started = time.monotonic()
         labelled = loop.score(sites.labelled, SECOND_SITE)
+        camera = f"{SECOND_SITE}-cam"
+        deadline = time.monotonic() + DRIFT_WAIT_S
+        while not loop.drifting(camera) and time.monotonic() < deadline:
+            loop.alive()
+            time.sleep(1.0)
+        drifting_before = loop.drifting(camera)
         loop.label(sites.labelled, labelled, SECOND_SITE)
         loop.wastex("dataset", "create", "--name", "v2", "--by", OPERATOR, "--wait", "300")
         run = _wait(lambda: loop.finished_run("v2"), training_minutes * 60 + 900, "the training run of v2", loop.alive)
@@ -212,6 +238,7 @@ def run_benchmark(settings: Settings, trashnet: Path, labels_per_class: int, tra
         loop_minutes = (time.monotonic() - loop_started) / 60
 
         after_second = loop.score(sites.held_out, SECOND_SITE)
+        drifting_after = loop.drifting(camera)
         after_first = loop.score(sites.first_test, FIRST_SITE)
     finally:
         loop.stop()
@@ -226,6 +253,7 @@ def run_benchmark(settings: Settings, trashnet: Path, labels_per_class: int, tra
         "before_silent_miscount": before["silent_miscount"], "after_silent_miscount": after["silent_miscount"],
         "before_review_share": before["review_share"], "after_review_share": after["review_share"],
         "old_site_top1_before": first_before["top1"], "old_site_top1_after": first_after["top1"],
+        "second_site_drifting_before": drifting_before, "second_site_drifting_after": drifting_after,
         "labels_used": len(sites.labelled), "loop_minutes": loop_minutes,
         "first_model_minutes": timings["first_model_min"],
         "held_out_images": len(sites.held_out), "old_site_test_images": len(sites.first_test),

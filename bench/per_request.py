@@ -41,12 +41,12 @@ def create_predict_app(folder: Path):
     from PIL import Image
 
     from schemas.model_artefact import KERAS_FILE, read_artefact_info
-    from schemas.ood_scores import Thresholds, energy_score, is_ood
+    from schemas.ood_scores import energy_score, is_ood
 
     model = keras.models.load_model(folder / KERAS_FILE, compile=False)
     size = int(model.input_shape[1])
     info = read_artefact_info(folder)
-    thresholds = Thresholds(info.tau_energy, info.tau_softmax)
+    thresholds = info.thresholds
     app = Flask("per_request")
 
     @app.post("/predict")

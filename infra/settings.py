@@ -169,6 +169,7 @@ class Settings:
     keep_sample_rate: float
     audit_rate: float  # share of in-distribution images (by content hash) kept and queued for an audit answer
     review_rate: float  # share of in-distribution images the trainer calibrates the OOD thresholds to flag
+    drifting_review_rate: float  # the same share for the stricter pair scoring applies to drifting cameras
     review_group_distance: float  # cosine distance within which the queue's Groups view puts embeddings together
     # The scoring monitor's drift check per camera (review_ui/scoring_monitor.py, review_ui/drift.py).
     drift_window_s: float  # how far back a camera's images are checked
@@ -315,10 +316,11 @@ def load_settings() -> Settings:
         delete_delay_s=float(_env("WASTEX_DELETE_DELAY_S", "120")),
         audit_rate=_env_rate("WASTEX_AUDIT_RATE", 0.02),
         review_rate=_env_rate("WASTEX_REVIEW_RATE", 0.05),
+        drifting_review_rate=_env_rate("WASTEX_DRIFTING_REVIEW_RATE", 0.3),
         review_group_distance=_env_rate("WASTEX_GROUP_DISTANCE", 0.35),
         drift_window_s=_env_float("WASTEX_DRIFT_WINDOW_S", 3600.0),
         drift_min_images=_env_int("WASTEX_DRIFT_MIN_IMAGES", 50),
-        drift_max_ks=_env_rate("WASTEX_DRIFT_MAX_KS", 0.3),
+        drift_max_ks=_env_rate("WASTEX_DRIFT_MAX_KS", 0.15),
         drift_max_ood_rate=_env_rate("WASTEX_DRIFT_MAX_OOD_RATE", 0.25),
         drift_check_s=_env_float("WASTEX_DRIFT_CHECK_S", 30.0),
         builder_web_port=_env_int("WASTEX_BUILDER_WEB_PORT", 6067),

@@ -7,8 +7,10 @@ The test, over the images of a camera's window that one model version scored:
   window of a model calibrated to flag many images does not alarm by chance.
 - Energy: the one-sample Kolmogorov-Smirnov statistic sup_x |F_window(x) - F_ref(x)| computed exactly
   (scipy.stats.kstest), where F_ref is the CDF of the model's calibration energies interpolated linearly between
-  its percentiles 0..100 (ModelVersion.energy_quantiles). It passes its limit above WASTEX_DRIFT_MAX_KS. The
-  shift of the median energy (window median minus the reference's 50th percentile) is reported with it.
+  its percentiles 0..100 (ModelVersion.energy_quantiles). It passes its limit when it exceeds both
+  WASTEX_DRIFT_MAX_KS and the 99.9th percentile of the statistic that as many images drawn from the reference
+  would show (scipy.stats.kstwo), so a small window does not alarm by chance. The shift of the median energy
+  (window median minus the reference's 50th percentile) is reported with it.
   A model without a reference (an imported one) has the OOD-rate test only.
 - No verdict with fewer than WASTEX_DRIFT_MIN_IMAGES images: the state stays what it was.
 Hysteresis: a drifting camera recovers only once every statistic is below RECOVERY_FRACTION of its limit, so a
@@ -49,6 +51,7 @@ class WindowStatistics:
     ood_rate_limit: float  # what ood_rate is compared with (see ood_rate_limit)
     energy_ks: float | None  # None without a reference
     median_energy_shift: float | None
+    energy_ks_limit: float  # what energy_ks is compared with (see energy_ks_limit)
 
 
 def reference_cdf(quantiles: Sequence[float]) -> Callable[[np.ndarray], np.ndarray]:
@@ -86,6 +89,14 @@ def ood_rate_limit(images: int, expected_rate: float, max_ood_rate: float) -> fl
     return max(max_ood_rate, by_chance)
 
 
+def energy_ks_limit(images: int, max_ks: float) -> float:
+    """The KS statistic above which a window of `images` drifts: the site's limit, or what chance alone could give
+    a window drawn from the reference if that is higher."""
+    if images == 0:
+        return max_ks
+    return max(max_ks, float(stats.kstwo.ppf(CHANCE_QUANTILE, images)))
+
+
 def window_statistics(energies: Sequence[float], ood: Sequence[bool], quantiles: Sequence[float] | None,
                       expected_rate: float, limits: DriftLimits) -> WindowStatistics:
     """The statistics of one window (energies and OOD flags of the same images, in any order)."""
@@ -98,15 +109,16 @@ def window_statistics(energies: Sequence[float], ood: Sequence[bool], quantiles:
         images=images, ood_rate=ood_rate, expected_ood_rate=expected_rate,
         ood_rate_limit=ood_rate_limit(images, expected_rate, limits.max_ood_rate),
         energy_ks=energy_ks(energies, quantiles) if with_reference else None,
-        median_energy_shift=median_energy_shift(energies, quantiles) if with_reference else None)
+        median_energy_shift=median_energy_shift(energies, quantiles) if with_reference else None,
+        energy_ks_limit=energy_ks_limit(images, limits.max_ks))
 
 
-def reasons(statistics: WindowStatistics, limits: DriftLimits, fraction: float = 1.0) -> list[str]:
+def reasons(statistics: WindowStatistics, fraction: float = 1.0) -> list[str]:
     """Which statistics exceed `fraction` of their limit."""
     passed = []
     if statistics.ood_rate is not None and statistics.ood_rate > fraction * statistics.ood_rate_limit:
         passed.append(OOD_RATE)
-    if statistics.energy_ks is not None and statistics.energy_ks > fraction * limits.max_ks:
+    if statistics.energy_ks is not None and statistics.energy_ks > fraction * statistics.energy_ks_limit:
         passed.append(ENERGY_KS)
     return passed
 
@@ -117,5 +129,5 @@ def next_state(drifting: bool, statistics: WindowStatistics, limits: DriftLimits
     if statistics.images < limits.min_images:
         return drifting
     if not drifting:
-        return bool(reasons(statistics, limits))
-    return bool(reasons(statistics, limits, RECOVERY_FRACTION))
+        return bool(reasons(statistics))
+    return bool(reasons(statistics, RECOVERY_FRACTION))

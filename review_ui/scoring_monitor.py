@@ -9,8 +9,10 @@ It reads images.classified and images.ood in its own consumer group (a backgroun
 - per camera, the images of the last WASTEX_DRIFT_WINDOW_S seconds are kept in memory (review_ui/camera_windows.py)
   and checked every WASTEX_DRIFT_CHECK_S seconds with the test stated in review_ui/drift.py; `camera_drift` holds
   each camera's latest check, and every change of state (drifting / recovered) is published once as
-  CameraDriftDetected on cameras.drift. On assignment the windows are rebuilt by reading back the records of the
-  last window (by record timestamp) up to the stored offsets: a restart keeps its drift history.
+  CameraDriftDetected on cameras.drift (the scoring workers judge a drifting camera's images with the stricter
+  thresholds; its OOD rate here stays the regular pair's, see `observation`). On assignment the windows are
+  rebuilt by reading back the records of the last window (by record timestamp) up to the stored offsets: a
+  restart keeps its drift history.
 Both topics are keyed by camera with as many partitions, and the range assignor gives a UI process the same
 partition numbers of both: each camera's outcomes meet in one process.
 A passing failure (PostgreSQL or Kafka down) is waited out with capped backoff; a record that is not a valid
@@ -62,8 +64,11 @@ def tally_key(payload: Mapping[str, Any]) -> TallyKey:
     return TallyKey(day, payload["site_id"], payload["camera_id"], payload["model_version"])
 
 
-def observation(payload: Mapping[str, Any], ood: bool) -> Observation:
-    return Observation(parse_timestamp(payload["captured_at"]).timestamp(), float(payload["energy"]), ood,
+def observation(payload: Mapping[str, Any], flagged: bool) -> Observation:
+    """The image as the drift check sees it. A drifting camera's images are judged with the stricter pair of
+    thresholds; the check counts what the regular pair flags, or being watched would keep a camera drifting."""
+    regular_ood = flagged and not (payload.get("camera_drifting") and payload.get("regular_reason") is None)
+    return Observation(parse_timestamp(payload["captured_at"]).timestamp(), float(payload["energy"]), regular_ood,
                        payload["model_version"])
 
 
@@ -261,9 +266,9 @@ class ScoringMonitor(ConsumerLoop):
             "images": statistics.images, "ood_rate": statistics.ood_rate,
             "expected_ood_rate": statistics.expected_ood_rate, "energy_ks": statistics.energy_ks,
             "median_energy_shift": statistics.median_energy_shift,
-            "limits": {"ood_rate": statistics.ood_rate_limit, "energy_ks": self._limits.max_ks,
+            "limits": {"ood_rate": statistics.ood_rate_limit, "energy_ks": statistics.energy_ks_limit,
                        "min_images": self._limits.min_images, "window_s": self._settings.drift_window_s},
-            "reasons": drift.reasons(statistics, self._limits) if drifting else [],
+            "reasons": drift.reasons(statistics) if drifting else [],
         }
         event_id = uuid.uuid5(_DRIFT_IDS, f"{window.camera_id}:{state}:{payload['window']['end']}")
         return new_event(EventType.CAMERA_DRIFT_DETECTED, payload, SERVICE, event_id=str(event_id))

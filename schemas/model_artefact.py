@@ -11,10 +11,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas.ood_scores import Thresholds
+
 KERAS_FILE = "model.keras"  # the source of truth
 SERVING_FILE = "model.tflite"  # LiteRT export made at import or promotion; optional
 CLASSES_FILE = "classes.txt"  # one class name per line, in logit order
-# {"tau_energy": float, "tau_softmax": float, "energy_quantiles": [101 floats], optional, absent in older artefacts}
+# {"tau_energy": float, "tau_softmax": float, "energy_quantiles": [101 floats], optional, absent in older artefacts,
+#  "drifting_camera": {"tau_energy": float, "tau_softmax": float}, optional: the stricter pair for drifting cameras}
 THRESHOLDS_FILE = "thresholds.json"
 METRICS_FILE = "metrics.json"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"  # drawn from the metrics of the evaluated split
@@ -22,10 +25,6 @@ CONFUSION_MATRIX_FILE = "confusion_matrix.png"  # drawn from the metrics of the 
 # What a worker loads, so what the content digest covers; metrics and plots may be added to the folder later.
 REQUIRED_FILES = (KERAS_FILE, CLASSES_FILE, THRESHOLDS_FILE)
 DIGEST_FILES = (*REQUIRED_FILES, SERVING_FILE)
-
-# The seeds' hard-coded OOD thresholds: only for a model that brings none of its own.
-SEED_TAU_ENERGY = -4.338604
-SEED_TAU_SOFTMAX = 0.70
 
 
 @dataclass(frozen=True)
@@ -36,14 +35,27 @@ class ArtefactInfo:
     # Percentiles 0..100 of the energies of the images the thresholds were calibrated on: the in-distribution
     # reference of drift checks. None for a model that brings no calibration (an import, an older artefact).
     energy_quantiles: list[float] | None = None
+    # The stricter pair for images of a camera the scoring monitor marks drifting; None: the regular pair serves them.
+    drifting_camera: Thresholds | None = None
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return Thresholds(self.tau_energy, self.tau_softmax)
+
+    @property
+    def drifting_camera_thresholds(self) -> Thresholds:
+        return self.thresholds if self.drifting_camera is None else self.drifting_camera
 
 
 def read_artefact_info(folder: Path) -> ArtefactInfo:
     classes = [line.strip() for line in (folder / CLASSES_FILE).read_text().splitlines() if line.strip()]
     thresholds = json.loads((folder / THRESHOLDS_FILE).read_text())
     quantiles = thresholds.get("energy_quantiles")
+    drifting = thresholds.get("drifting_camera")
     return ArtefactInfo(classes, float(thresholds["tau_energy"]), float(thresholds["tau_softmax"]),
-                        None if quantiles is None else [float(value) for value in quantiles])
+                        None if quantiles is None else [float(value) for value in quantiles],
+                        None if drifting is None else Thresholds(float(drifting["tau_energy"]),
+                                                                 float(drifting["tau_softmax"])))
 
 
 def write_artefact_info(folder: Path, info: ArtefactInfo) -> None:
@@ -51,6 +63,9 @@ def write_artefact_info(folder: Path, info: ArtefactInfo) -> None:
     thresholds: dict = {"tau_energy": info.tau_energy, "tau_softmax": info.tau_softmax}
     if info.energy_quantiles is not None:
         thresholds["energy_quantiles"] = info.energy_quantiles
+    if info.drifting_camera is not None:
+        thresholds["drifting_camera"] = {"tau_energy": info.drifting_camera.tau_energy,
+                                         "tau_softmax": info.drifting_camera.tau_softmax}
     (folder / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2) + "\n")
 
 

@@ -55,7 +55,8 @@ MODELS_PROMOTED = TopicSpec("models.promoted", key="production", partitions=1, c
 # The audited accuracy of each site's and camera's counts, keyed like counts.totals so consumers join the two.
 COUNTS_ACCURACY = TopicSpec("counts.accuracy", key="scope:name (site:plant-a, camera:cam-1)", partitions=1,
                             config=_COMPACTED)
-CAMERAS_DRIFT = TopicSpec("cameras.drift", key="camera_id", partitions=1, config=_deleted_after(30))
+# Scoring workers read each camera's latest state from the start (stream_apps/scoring/camera_drift.py).
+CAMERAS_DRIFT = TopicSpec("cameras.drift", key="camera_id", partitions=1, config=_COMPACTED)
 INFRA_SMOKE = TopicSpec("infra.smoke", key="round-trip token", partitions=1, config=_deleted_after(1))
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from infra.settings import Settings
+from schemas.ood_scores import Thresholds
 from training_job.model_registry import import_model
 
 RED, GREEN, GREY = (220, 20, 20), (20, 220, 20), (128, 128, 128)
@@ -42,11 +43,11 @@ def photo(colour: tuple[int, int, int], seed: int, fmt: str = "JPEG") -> bytes:
     return buffer.getvalue()
 
 
-def import_controlled(isolated: Settings, folder: Path, version: str, classes_weights: tuple[list[str], np.ndarray]
-                      ) -> str:
+def import_controlled(isolated: Settings, folder: Path, version: str, classes_weights: tuple[list[str], np.ndarray],
+                      drifting_camera: Thresholds | None = None) -> str:
     """A controlled model registered (LiteRT export checked) as `version`, with thresholds that fit it."""
     classes, weights = classes_weights
     imported = import_model(isolated, controlled_model(folder / f"{version}.keras", weights), classes,
-                            version=version, tau_energy=-5.0, tau_softmax=0.7)
+                            version=version, tau_energy=-5.0, tau_softmax=0.7, drifting_camera=drifting_camera)
     assert imported.export.exported, imported.export.detail
     return imported.version

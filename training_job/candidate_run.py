@@ -213,7 +213,8 @@ class CandidateRun:
         loader = ImageReader(lambda: minio_client(settings))
         started = time.monotonic()
         result = run_training(dataset, self.work_dir / "candidate", config, loader, from_model=from_model,
-                              on_epoch=self.on_epoch, review_rate=settings.review_rate)
+                              on_epoch=self.on_epoch, review_rate=settings.review_rate,
+                              drifting_review_rate=settings.drifting_review_rate)
         self.timings.update({name: round(value, 2) for name, value in result.trained.timings.items()})
         self._timed("run_s", started)
         split = result.metrics["split"]
@@ -268,6 +269,7 @@ class CandidateRun:
             "recommendation": str(verdict.recommendation), "reason": verdict.reason})
         imported = import_model(self.settings, out_dir / KERAS_FILE, result.classes, version=self.run_id,
                                 tau_energy=thresholds.tau_energy, tau_softmax=thresholds.tau_softmax,
+                                drifting_camera=result.drifting_camera_thresholds,
                                 energy_quantiles=result.energy_quantiles, review_rate=result.metrics["review_rate"],
                                 check_images=check_images)
         self.log(f"registered model {imported.version} at {imported.artefact_uri} (digest "

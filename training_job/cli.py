@@ -135,7 +135,8 @@ def train(dataset_path: Path, out_dir: Path, backbone: str, epochs: int | None, 
                          time_budget_s=None if minutes is None else minutes * 60)
     try:
         run = run_training(load_dataset(dataset_path), out_dir, config, from_model=from_model,
-                           review_rate=load_settings().review_rate if review_rate is None else review_rate)
+                           review_rate=load_settings().review_rate if review_rate is None else review_rate,
+                           drifting_review_rate=load_settings().drifting_review_rate)
     except (DatasetError, FileExistsError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     metrics = run.metrics

@@ -19,13 +19,12 @@ from infra.runtime_names import KERAS, LITERT
 from infra.settings import Settings
 from schemas.model_artefact import (
     KERAS_FILE,
-    SEED_TAU_ENERGY,
-    SEED_TAU_SOFTMAX,
     ArtefactInfo,
     artefact_digest,
     file_sha256,
     write_artefact_info,
 )
+from schemas.ood_scores import SEED_TAU_ENERGY, SEED_TAU_SOFTMAX, Thresholds
 from training_job.runtime_check import CheckImages, check_runtime, photo_check_images
 from training_job.serving_export import ExportReport, export_litert
 
@@ -54,14 +53,16 @@ def read_class_file(path: Path) -> list[str]:
 def import_model(settings: Settings, keras_file: Path, classes: list[str], *, version: str | None = None,
                  tau_energy: float | None = None, tau_softmax: float | None = None,
                  energy_quantiles: list[float] | None = None, review_rate: float | None = None,
+                 drifting_camera: Thresholds | None = None,
                  check_images: CheckImages | None = None) -> ImportedModel:
     """Register a user's `.keras` model: LiteRT export checked against Keras, the serving runtime chosen by
     measurement (training_job.runtime_check) on `check_images` (default: the non-waste photo sample), artefacts
     to MinIO, a row with the artefact's content digest, runtime and runtime figures.
 
     A trained candidate also brings the percentiles 0..100 of its val split's energies under this model (written to the
-    artefact's thresholds and the row: the reference of drift checks) and the review rate measured on its test
-    split; a user's import has neither, and its row leaves them null.
+    artefact's thresholds and the row: the reference of drift checks), the review rate measured on its test
+    split and the stricter pair of thresholds for drifting cameras; a user's import has none of them (its row leaves
+    them null, and its regular pair serves drifting cameras too).
 
     Importing the same content under the same name again is a no-op that measures nothing and keeps the row, its
     runtime and figures included, as it is (the default version name is derived from the file's content); the
@@ -79,7 +80,7 @@ def import_model(settings: Settings, keras_file: Path, classes: list[str], *, ve
     if energy_quantiles is not None and len(energy_quantiles) != ENERGY_PERCENTILES:
         raise RegistryError(f"expected {ENERGY_PERCENTILES} energy percentiles (0..100), got {len(energy_quantiles)}")
     info = ArtefactInfo(classes, SEED_TAU_ENERGY if tau_energy is None else tau_energy,
-                        SEED_TAU_SOFTMAX if tau_softmax is None else tau_softmax, energy_quantiles)
+                        SEED_TAU_SOFTMAX if tau_softmax is None else tau_softmax, energy_quantiles, drifting_camera)
 
     Session = db_sessions(settings)
     with tempfile.TemporaryDirectory(prefix="wastex-model-") as staging:

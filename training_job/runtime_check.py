@@ -33,7 +33,6 @@ from infra.runtime_choice import BATCH, RuntimeChoice, candidate_loaders, choose
 from infra.runtime_names import KERAS
 from infra.serving_runtimes import KerasModel
 from schemas.model_artefact import KERAS_FILE, read_artefact_info
-from schemas.ood_scores import Thresholds
 from training_job.dataset_source import Dataset, ImageLoader
 from training_job.ood_photos import build_ood_photo_set
 
@@ -86,7 +85,7 @@ def check_runtime(folder: Path, check: CheckImages, limits: ImageLimits) -> tupl
     loaders, skipped = candidate_loaders(folder, threads)
     loaders[KERAS] = lambda: reference_model  # loaded and traced already: measured as it is, not loaded again
     choice = choose_runtime(folder, pixels, reference, reference.argmax(axis=1) if labels is None else labels,
-                            Thresholds(info.tau_energy, info.tau_softmax), threads, loaders=loaders)
+                            info.thresholds, threads, loaders=loaders)
     choice = dataclasses.replace(choice, skipped={**skipped, **choice.skipped})
     seconds = time.monotonic() - started
     log.info("runtime check on %s: %s serves (%.1f s)", source, choice.chosen, seconds)

@@ -53,6 +53,11 @@ class ActiveModel:
     runtime: ServingModel
     served_because: str = "loaded from a folder"  # why this runtime serves: the registry's choice, a setting, ...
     runtime_check: dict | None = None
+    drifting_camera: Thresholds | None = None  # the stricter pair for drifting cameras; None: `thresholds` serves
+
+    @property
+    def drifting_camera_thresholds(self) -> Thresholds:
+        return self.thresholds if self.drifting_camera is None else self.drifting_camera
 
     def runtime_report(self) -> dict:
         """What `/health/` says of the runtime: the one serving, why, and every candidate's figures."""
@@ -79,8 +84,8 @@ def load_model_folder(version: str, folder: Path, threads: int | None = None, ru
     """The artefact in `folder` on `runtime` (None: LiteRT when exported, else Keras), falling back when it cannot
     run here."""
     info = read_artefact_info(folder)
-    return ActiveModel(version, artefact_digest(folder), info.classes, Thresholds(info.tau_energy, info.tau_softmax),
-                       load_serving_model(folder, threads, runtime))
+    return ActiveModel(version, artefact_digest(folder), info.classes, info.thresholds,
+                       load_serving_model(folder, threads, runtime), drifting_camera=info.drifting_camera)
 
 
 def _digest_or_none(folder: Path) -> str | None:

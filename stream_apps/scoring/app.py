@@ -2,7 +2,7 @@
 
 - scoring_agent.py: captured images -> classified / OOD / dead letters, with the production model served;
 - counting_agents.py: exact counts per class and camera into counts.totals and counts.windows (`/counts/`);
-- `/health/`: the model served and what the worker waits for;
+- `/health/`: the model served, the cameras judged as drifting (camera_drift.py) and what the worker waits for;
 - `/metrics` (unless WASTEX_METRICS is off): worker_metrics.py's figures, the consumer lag measured at each scrape.
 """
 
@@ -14,6 +14,7 @@ from infra.retry import Degradation
 from infra.settings import Settings
 from schemas.topics import IMAGES_CAPTURED
 from stream_apps.metrics_page import serve_metrics
+from stream_apps.scoring.camera_drift import DriftingCameras
 from stream_apps.scoring.consumer_lag import partition_lags
 from stream_apps.scoring.counting_agents import add_counting
 from stream_apps.scoring.outcome_topics import OutcomeTopics
@@ -36,7 +37,8 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
     degradation = Degradation()  # what this worker waits for (a store down): `/health/` says degraded and why
     outputs = OutcomeTopics(app, settings)
     metrics = scoring_metrics(settings)
-    holder = add_scoring(app, settings, outputs, degradation, metrics)
+    drifting = DriftingCameras()
+    holder = add_scoring(app, settings, outputs, degradation, metrics, drifting)
     add_counting(app, settings, outputs, degradation)
 
     async def measure_lag() -> None:
@@ -51,6 +53,7 @@ def create_app(settings: Settings, worker_name: str = "scoring-1", web_port: int
         model = holder.current
         return web.json({"worker": worker_name, "model_version": model.version if model else None,
                          "model_digest": model.digest if model else None,
-                         **(model.runtime_report() if model else {"runtime": None}), **degradation.report()})
+                         **(model.runtime_report() if model else {"runtime": None}),
+                         "drifting_cameras": drifting.ids(), **degradation.report()})
 
     return app

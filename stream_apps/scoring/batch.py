@@ -4,13 +4,16 @@ The three steps run where they belong: `prepare` (validate, fetch, decode) in th
 the model's own thread, `route` anywhere. Outcome ids derive from the captured record, so a record scored
 again after a redelivery produces the same ids and consumers drop the repeat. A classified image that the
 content-hash rule picks for audit (infra.image_retention.audits_sample) says so, with its classes and
-probabilities, and is never handed to deletion: the review queue shows it to an operator.
+probabilities, and is never handed to deletion: the review queue shows it to an operator. An image of a camera
+marked drifting (camera_drift.py) is judged with the model's stricter pair of thresholds; its outcome says so and,
+if flagged, what the regular pair would have decided, so the drift check still measures the camera's look.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Container
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -24,7 +27,7 @@ from schemas.events import DeadLetterReason, Event, EventType
 from stream_apps.scoring.active_model import ActiveModel
 from stream_apps.scoring.decode import BadImage, ImageLimits, decode_image
 from stream_apps.scoring.image_store import ImageStore
-from stream_apps.scoring.ood import judge
+from stream_apps.scoring.ood import Verdict, judge
 
 SOURCE = "stream_apps.scoring"
 EMBEDDING_DIGITS = 4
@@ -80,11 +83,12 @@ def dead_letter(record: CapturedRecord, reason: DeadLetterReason | None, error: 
 
 class BatchScorer:
     def __init__(self, store: ImageStore, limits: ImageLimits, keep_rate: float = 0.0,
-                 audit_rate: float = 0.0) -> None:
+                 audit_rate: float = 0.0, drifting_cameras: Container[str] = frozenset()) -> None:
         self.store = store
         self._limits = limits
         self._keep_rate = keep_rate
         self._audit_rate = audit_rate
+        self._drifting_cameras = drifting_cameras
 
     def _prepare_one(self, record: CapturedRecord, size: int) -> tuple[Event, np.ndarray] | Outcome:
         try:
@@ -126,12 +130,19 @@ class BatchScorer:
         """Outcomes in captured-offset order (counting relies on that order per partition)."""
         outcomes = list(batch.dead_letters)
         rows = embeddings if embeddings is not None else [None] * len(batch.records)
-        for record, captured, row_logits, row_embedding, verdict in zip(
-                batch.records, batch.events, logits, rows, judge(logits, model.thresholds), strict=True):
-            outcomes.append(self._outcome(record, captured, row_logits, row_embedding, verdict, model))
+        regular = judge(logits, model.thresholds)
+        watched = [captured.payload["camera_id"] in self._drifting_cameras for captured in batch.events]
+        strict = judge(logits, model.drifting_camera_thresholds) if any(watched) else regular
+        for record, captured, row_logits, row_embedding, verdict, strict_verdict, drifting in zip(
+                batch.records, batch.events, logits, rows, regular, strict, watched, strict=True):
+            outcomes.append(self._outcome(record, captured, row_logits, row_embedding,
+                                          strict_verdict if drifting else verdict, model,
+                                          verdict if drifting else None))
         return sorted(outcomes, key=lambda o: (o.record.partition, o.record.offset))
 
-    def _outcome(self, record, captured, row_logits, row_embedding, verdict, model: ActiveModel) -> Outcome:
+    def _outcome(self, record, captured, row_logits, row_embedding, verdict, model: ActiveModel,
+                 regular: Verdict | None) -> Outcome:
+        """``regular``: the regular pair's verdict when ``verdict`` is the stricter pair's (a drifting camera)."""
         p = captured.payload
         common = {
             "image": {"bucket": p["bucket"], "object_key": p["object_key"], "sha256": p["sha256"]},
@@ -145,12 +156,16 @@ class BatchScorer:
             "model_digest": model.digest,
             "captured_event_id": captured.event_id,
         }
+        if regular is not None:
+            common["camera_drifting"] = True
         if verdict.is_ood:
+            applied = model.thresholds if regular is None else model.drifting_camera_thresholds
             payload = {**common, "logits": [float(v) for v in row_logits],
                        "probabilities": [float(v) for v in verdict.probabilities], "classes": model.classes,
-                       "thresholds": {"tau_energy": model.thresholds.tau_energy,
-                                      "tau_softmax": model.thresholds.tau_softmax},
+                       "thresholds": {"tau_energy": applied.tau_energy, "tau_softmax": applied.tau_softmax},
                        "reason": verdict.ood_reason}
+            if regular is not None:
+                payload["regular_reason"] = regular.ood_reason
             if row_embedding is not None:
                 payload["embedding"] = compact_embedding(row_embedding)
             event = new_event(EventType.IMAGE_FLAGGED_OOD, payload, SOURCE, event_id=outcome_id(record))

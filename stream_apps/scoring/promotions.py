@@ -6,18 +6,15 @@ partition on its own from the end it saw before loading the production model (no
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from infra.kafka_security import aiokafka_kwargs
 from infra.settings import Settings
-from schemas.codec import InvalidEvent, decode_event
 from schemas.events import Event, EventType
 from schemas.topics import MODELS_PROMOTED
-
-log = logging.getLogger(__name__)
+from stream_apps.scoring.feed_events import events_of_type
 
 
 class PromotionFeed:
@@ -37,12 +34,5 @@ class PromotionFeed:
     async def stop(self) -> None:
         await self._consumer.stop()
 
-    async def events(self) -> AsyncIterator[Event]:
-        async for record in self._consumer:
-            try:
-                event = decode_event(record.value)
-            except InvalidEvent as error:
-                log.error("ignoring an invalid record at models.promoted offset %d: %s", record.offset, error)
-                continue
-            if event.event_type == EventType.MODEL_PROMOTED:
-                yield event
+    def events(self) -> AsyncIterator[Event]:
+        return events_of_type(self._consumer, "models.promoted", EventType.MODEL_PROMOTED)

@@ -6,6 +6,8 @@
 - a task keeps the served model in step with the registry's production row (see model_holder.py): at start, on
   every models.promoted announcement (every worker, see promotions.py) and on a timer; swaps land between batches,
   without a restart.
+- a task follows cameras.drift (camera_drift.py): images of a camera marked drifting are judged with the model's
+  stricter thresholds.
 - a timer deletes the images of classified captures once their records are committed (capture_deletions.py).
 - `metrics` (worker_metrics.py) counts each delivered batch's outcomes, times the model, follows swaps and deletions.
 """
@@ -23,6 +25,7 @@ from infra.settings import Settings
 from schemas.topics import IMAGES_CAPTURED
 from stream_apps.raw_topics import raw_topic
 from stream_apps.scoring.batch import BatchScorer, CapturedRecord, Outcome
+from stream_apps.scoring.camera_drift import CameraDriftFeed, DriftingCameras
 from stream_apps.scoring.capture_deletions import CaptureDeletions
 from stream_apps.scoring.decode import ImageLimits
 from stream_apps.scoring.image_store import ImageStore
@@ -37,14 +40,16 @@ from stream_apps.scoring.worker_metrics import ScoringMetrics
 
 
 def add_scoring(app: faust.App, settings: Settings, outputs: OutcomeTopics, degradation: Degradation,
-                metrics: ScoringMetrics) -> ModelHolder:
-    """Register the stage's agent, task and timer on `app`; the holder of the model it serves."""
+                metrics: ScoringMetrics, drifting: DriftingCameras) -> ModelHolder:
+    """Register the stage's agents, tasks and timer on `app`; the holder of the model it serves. `drifting` is
+    kept in step with cameras.drift."""
     threads = thread_budget(settings.model_threads, settings.decode_threads)
     pipeline = ScoringPipeline(BatchScorer(
         ImageStore(minio_client(settings), settings.max_image_bytes),
         ImageLimits(settings.max_image_bytes, settings.max_image_pixels),
         settings.keep_sample_rate,
         settings.audit_rate,
+        drifting,
     ), decode_threads=threads.decode, metrics=metrics)
     holder = ModelHolder(settings, settings.scoring_batch_size, degradation, threads.model, metrics=metrics)
     deletions = CaptureDeletions(settings, degradation)
@@ -74,6 +79,16 @@ def add_scoring(app: faust.App, settings: Settings, outputs: OutcomeTopics, degr
             keeping.cancel()
             await feed.stop()
             holder.close()
+
+    @app.task
+    async def follow_camera_drift() -> None:
+        feed = CameraDriftFeed(settings, degradation)
+        await feed.start()
+        try:
+            async for event in feed.events():
+                drifting.apply(event)
+        finally:
+            await feed.stop()
 
     @app.agent(captured, concurrency=1)
     async def score(stream):

@@ -24,6 +24,7 @@ from infra.publisher import EventPublisher
 from infra.settings import Settings
 from infra.topic_reader import TopicReader
 from producers.capture import CapturedImage, CaptureSink
+from review_ui.drift import energy_ks_limit
 from review_ui.scoring_monitor import SERVICE, ScoringMonitor, group_id
 from schemas.codec import new_event
 from schemas.events import Event, EventType, format_timestamp
@@ -128,7 +129,9 @@ def test_a_camera_whose_images_change_look_drifts_once_and_one_with_the_training
     assert by_camera["cam-dim"]["median_energy_shift"] > 25  # about -18 against -51
     assert by_camera["cam-grey"]["reasons"] == ["ood_rate", "energy_ks"] and by_camera["cam-grey"]["ood_rate"] == 1
     assert by_camera["cam-grey"]["expected_ood_rate"] == REVIEW_RATE
-    assert by_camera["cam-grey"]["limits"]["energy_ks"] == 0.3
+    # 48 images: chance alone could give a KS above the setting, so the limit is chance's 99.9th percentile.
+    assert by_camera["cam-grey"]["limits"]["energy_ks"] == pytest.approx(energy_ks_limit(LOOK_IMAGES, 0.0))
+    assert by_camera["cam-grey"]["limits"]["energy_ks"] > scoring.drift_max_ks
 
     drift = _drift(scoring)
     assert drift["cam-dim"].drifting and drift["cam-grey"].drifting and not drift["cam-train"].drifting

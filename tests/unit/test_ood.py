@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from schemas.model_artefact import SEED_TAU_ENERGY
-from schemas.ood_scores import Thresholds, energy_score, is_ood, near_a_decision
+from schemas.ood_scores import SEED_TAU_ENERGY, Thresholds, energy_score, is_ood, near_a_decision
 from stream_apps.scoring.ood import judge
 
 

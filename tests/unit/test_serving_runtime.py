@@ -137,7 +137,10 @@ def test_checked_bf16_serves_f32s_scores_near_a_decision_and_bf16s_elsewhere(tmp
     near = near_a_decision(fast[0], thresholds, BF16_TOLERANCE)
     assert near.any() and not near.all()
 
-    logits, embeddings = CheckedBF16Model(tmp_path / SERVING_FILE, threads=1, thresholds=thresholds).scores(pixels)
+    # A second pair far from every image (as a drifting camera's pair may be) leaves the near rows as they are.
+    far = Thresholds(tau_energy=1e9, tau_softmax=0.0)
+    logits, embeddings = CheckedBF16Model(tmp_path / SERVING_FILE, threads=1, thresholds=[far, thresholds]
+                                          ).scores(pixels)
     np.testing.assert_allclose(logits[near], exact[0][near], atol=1e-6)
     np.testing.assert_allclose(logits[~near], fast[0][~near], atol=1e-6)
     np.testing.assert_allclose(embeddings[near], exact[1][near], atol=1e-6)
@@ -146,13 +149,15 @@ def test_checked_bf16_serves_f32s_scores_near_a_decision_and_bf16s_elsewhere(tmp
 
 def test_checked_bf16_is_loaded_by_name_with_the_models_own_thresholds(artefact: Path) -> None:
     export_litert(artefact)
-    write_artefact_info(artefact, ArtefactInfo(["a", "b", "c", "d"], tau_energy=-2.5, tau_softmax=0.4))
+    write_artefact_info(artefact, ArtefactInfo(["a", "b", "c", "d"], tau_energy=-2.5, tau_softmax=0.4,
+                                               drifting_camera=Thresholds(-3.0, 0.6)))
     served = load_serving_model(artefact, threads=1, runtime="openvino-bf16-checked")
     if openvino_unavailable("bf16") is not None:  # a CPU without bf16 falls back down the chain
         assert isinstance(served, LiteRTModel)
         return
     assert isinstance(served, CheckedBF16Model) and served.runtime == "openvino-bf16-checked"
-    assert served._thresholds == Thresholds(tau_energy=-2.5, tau_softmax=0.4)
+    # Both pairs' decisions are checked: the regular one and the drifting cameras'.
+    assert served._thresholds == [Thresholds(tau_energy=-2.5, tau_softmax=0.4), Thresholds(-3.0, 0.6)]
 
 
 def test_openvino_falls_back_to_litert_when_it_cannot_be_imported(artefact: Path, monkeypatch: pytest.MonkeyPatch,

@@ -33,6 +33,7 @@ from training_job.training_run import RunResult, run_training
 CLASSES = ["cardboard", "glass", "metal"]
 PER_SPLIT = {"train": 20, "val": 8, "test": 16}
 REVIEW_RATE = 0.1
+DRIFTING_REVIEW_RATE = 0.4
 TINY = TrainConfig(batch_size=16, augmented_views=1, trainable_blocks=1, head_epochs=10, finetune_epochs=1)
 
 
@@ -44,7 +45,7 @@ def tiny_slice(trashnet: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="module")
 def tiny_run(tiny_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunResult]:
     yield run_training(load_dataset(tiny_slice), tmp_path_factory.mktemp("run") / "model", TINY,
-                       review_rate=REVIEW_RATE)
+                       review_rate=REVIEW_RATE, drifting_review_rate=DRIFTING_REVIEW_RATE)
 
 
 def test_tiny_run_beats_chance_on_its_test_split(tiny_run: RunResult) -> None:
@@ -84,7 +85,7 @@ def test_saved_model_loads_without_custom_objects_and_emits_logits(tiny_run: Run
 def test_thresholds_and_the_energy_reference_travel_with_the_model(tiny_run: RunResult, tiny_slice: Path) -> None:
     info = read_artefact_info(tiny_run.out_dir)
     assert info == ArtefactInfo(CLASSES, tiny_run.thresholds.tau_energy, tiny_run.thresholds.tau_softmax,
-                                tiny_run.energy_quantiles)
+                                tiny_run.energy_quantiles, tiny_run.drifting_camera_thresholds)
     quantiles = info.energy_quantiles
     assert len(quantiles) == 101 and np.all(np.diff(quantiles) >= 0)
     # The drift reference is the saved model's own energies on the val split, not the out-of-fold heads'.
@@ -103,6 +104,15 @@ def test_the_thresholds_come_from_val_and_out_of_fold_training_scores_and_report
     assert 0.0 <= metrics["ood_recall"] <= 1.0 and metrics["ood_images"] >= 14 and 0.0 <= metrics["ood_auroc"] <= 1.0
     assert json.loads((tiny_run.out_dir / "metrics.json").read_text())["ood_recall"] == metrics["ood_recall"]
     assert tiny_run.trained.timings["calibration_s"] < 60
+
+
+def test_drifting_cameras_get_a_stricter_pair_that_flags_every_image_the_regular_pair_flags_and_more(
+        tiny_run: RunResult) -> None:
+    regular, drifting = tiny_run.thresholds, tiny_run.drifting_camera_thresholds
+    assert drifting.tau_energy < regular.tau_energy and drifting.tau_softmax > regular.tau_softmax
+    flagged_regular, flagged_drifting = flagged(tiny_run.logits, regular), flagged(tiny_run.logits, drifting)
+    assert np.all(flagged_drifting[flagged_regular]) and flagged_drifting.sum() > flagged_regular.sum()
+    assert tiny_run.metrics["drifting_camera_review_rate"] == pytest.approx(flagged_drifting.mean())
 
 
 def test_the_model_exports_to_litert(tiny_run: RunResult, tmp_path: Path) -> None:
