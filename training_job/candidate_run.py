@@ -81,6 +81,7 @@ def train_config(settings: Settings) -> TrainConfig:
 def run_config(settings: Settings, production: ModelVersion | None) -> dict[str, Any]:
     """What a run records as its configuration (TrainingRunStarted.config, the row's config)."""
     return {**asdict(train_config(settings)), "review_rate": settings.review_rate,
+            "drifting_review_rate": settings.drifting_review_rate,
             "start_from": settings.trainer_start_from,
             "production_model": production.version if production is not None else None,
             "auto_promote": settings.auto_promote, "promote_min_gain": settings.promote_min_gain,
