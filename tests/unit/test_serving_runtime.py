@@ -137,10 +137,7 @@ def test_checked_bf16_serves_f32s_scores_near_a_decision_and_bf16s_elsewhere(tmp
     near = near_a_decision(fast[0], thresholds, BF16_TOLERANCE)
     assert near.any() and not near.all()
 
-    # A second pair far from every image (as a drifting camera's pair may be) leaves the near rows as they are.
-    far = Thresholds(tau_energy=1e9, tau_softmax=0.0)
-    logits, embeddings = CheckedBF16Model(tmp_path / SERVING_FILE, threads=1, thresholds=[far, thresholds]
-                                          ).scores(pixels)
+    logits, embeddings = CheckedBF16Model(tmp_path / SERVING_FILE, threads=1, thresholds=thresholds).scores(pixels)
     np.testing.assert_allclose(logits[near], exact[0][near], atol=1e-6)
     np.testing.assert_allclose(logits[~near], fast[0][~near], atol=1e-6)
     np.testing.assert_allclose(embeddings[near], exact[1][near], atol=1e-6)
@@ -156,8 +153,7 @@ def test_checked_bf16_is_loaded_by_name_with_the_models_own_thresholds(artefact:
         assert isinstance(served, LiteRTModel)
         return
     assert isinstance(served, CheckedBF16Model) and served.runtime == "openvino-bf16-checked"
-    # Both pairs' decisions are checked: the regular one and the drifting cameras'.
-    assert served._thresholds == [Thresholds(tau_energy=-2.5, tau_softmax=0.4), Thresholds(-3.0, 0.6)]
+    assert served._thresholds == Thresholds(tau_energy=-2.5, tau_softmax=0.4)  # the regular pair only
 
 
 def test_openvino_falls_back_to_litert_when_it_cannot_be_imported(artefact: Path, monkeypatch: pytest.MonkeyPatch,
