@@ -133,10 +133,11 @@ def train(dataset_path: Path, out_dir: Path, backbone: str, epochs: int | None, 
                          finetune_epochs=defaults.finetune_epochs if epochs is None else epochs,
                          head_epochs=head_epochs or defaults.head_epochs,
                          time_budget_s=None if minutes is None else minutes * 60)
+    settings = load_settings()
     try:
         run = run_training(load_dataset(dataset_path), out_dir, config, from_model=from_model,
-                           review_rate=load_settings().review_rate if review_rate is None else review_rate,
-                           drifting_review_rate=load_settings().drifting_review_rate)
+                           review_rate=settings.review_rate if review_rate is None else review_rate,
+                           drifting_review_rate=settings.drifting_review_rate)
     except (DatasetError, FileExistsError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     metrics = run.metrics

@@ -57,7 +57,7 @@ class ActiveModel:
 
     @property
     def drifting_camera_thresholds(self) -> Thresholds:
-        return self.thresholds if self.drifting_camera is None else self.drifting_camera
+        return self.drifting_camera or self.thresholds
 
     def runtime_report(self) -> dict:
         """What `/health/` says of the runtime: the one serving, why, and every candidate's figures."""
@@ -85,7 +85,8 @@ def load_model_folder(version: str, folder: Path, threads: int | None = None, ru
     run here."""
     info = read_artefact_info(folder)
     return ActiveModel(version, artefact_digest(folder), info.classes, info.thresholds,
-                       load_serving_model(folder, threads, runtime), drifting_camera=info.drifting_camera)
+                       load_serving_model(folder, threads, runtime),
+                       drifting_camera=info.drifting_camera_thresholds)
 
 
 def _digest_or_none(folder: Path) -> str | None:
