@@ -5,11 +5,13 @@ The test, over the images of a camera's window that one model version scored:
   WASTEX_DRIFT_MAX_OOD_RATE (the share a site accepts to send to review) and the 99.9th percentile of the share
   that as many in-distribution images would show at the model's expected review rate (binomial), so a small
   window of a model calibrated to flag many images does not alarm by chance.
-- Energy: the one-sample Kolmogorov-Smirnov statistic sup_x |F_window(x) - F_ref(x)| computed exactly
-  (scipy.stats.kstest), where F_ref is the CDF of the model's calibration energies interpolated linearly between
+- Energy: the one-sided one-sample Kolmogorov-Smirnov statistic sup_x (F_ref(x) - F_window(x)) computed exactly
+  (scipy.stats.kstest, alternative "less"): how far the window's energies lie above the reference, that is how much
+  less familiar its images look (images more familiar than the reference, such as the training photos themselves,
+  are no drift), where F_ref is the CDF of the model's calibration energies interpolated linearly between
   its percentiles 0..100 (ModelVersion.energy_quantiles). It passes its limit when it exceeds both
   WASTEX_DRIFT_MAX_KS and the 99.9th percentile of the statistic that as many images drawn from the reference
-  would show (scipy.stats.kstwo), so a small window does not alarm by chance. The shift of the median energy
+  would show (scipy.stats.ksone), so a small window does not alarm by chance. The shift of the median energy
   (window median minus the reference's 50th percentile) is reported with it.
   A model without a reference (an imported one) has the OOD-rate test only.
 - No verdict with fewer than WASTEX_DRIFT_MIN_IMAGES images: the state stays what it was.
@@ -68,10 +70,11 @@ def reference_cdf(quantiles: Sequence[float]) -> Callable[[np.ndarray], np.ndarr
 
 
 def energy_ks(energies: Sequence[float], quantiles: Sequence[float]) -> float:
-    """sup_x |F_window(x) - F_ref(x)| of the energies against the reference interpolated from `quantiles`."""
+    """sup_x (F_ref(x) - F_window(x)) of the energies against the reference interpolated from `quantiles`."""
     if len(energies) == 0:
         raise ValueError("no energies to compare")
-    return float(stats.kstest(np.asarray(energies, dtype=float), reference_cdf(quantiles), method="asymp").statistic)
+    return float(stats.kstest(np.asarray(energies, dtype=float), reference_cdf(quantiles), alternative="less",
+                              method="asymp").statistic)
 
 
 def median_energy_shift(energies: Sequence[float], quantiles: Sequence[float]) -> float:
@@ -94,7 +97,7 @@ def energy_ks_limit(images: int, max_ks: float) -> float:
     a window drawn from the reference if that is higher."""
     if images == 0:
         return max_ks
-    return max(max_ks, float(stats.kstwo.ppf(CHANCE_QUANTILE, images)))
+    return max(max_ks, float(stats.ksone.ppf(CHANCE_QUANTILE, images)))
 
 
 def window_statistics(energies: Sequence[float], ood: Sequence[bool], quantiles: Sequence[float] | None,
