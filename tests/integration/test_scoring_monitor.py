@@ -129,8 +129,11 @@ def test_a_camera_whose_images_change_look_drifts_once_and_one_with_the_training
     assert by_camera["cam-dim"]["median_energy_shift"] > 25  # about -18 against -51
     assert by_camera["cam-grey"]["reasons"] == ["ood_rate", "energy_ks"] and by_camera["cam-grey"]["ood_rate"] == 1
     assert by_camera["cam-grey"]["expected_ood_rate"] == REVIEW_RATE
-    # 48 images: chance alone could give a KS above the setting, so the limit is chance's 99.9th percentile.
-    assert by_camera["cam-grey"]["limits"]["energy_ks"] == pytest.approx(energy_ks_limit(LOOK_IMAGES, 0.0))
+    # A window of at most 48 images: chance alone could give a KS above the setting, so the limit is chance's
+    # 99.9th percentile for the window the event was raised on (the check may run before every image is scored).
+    grey = by_camera["cam-grey"]
+    assert 30 <= grey["images"] <= LOOK_IMAGES
+    assert grey["limits"]["energy_ks"] == pytest.approx(energy_ks_limit(grey["images"], 0.0))
     assert by_camera["cam-grey"]["limits"]["energy_ks"] > scoring.drift_max_ks
 
     drift = _drift(scoring)
