@@ -22,7 +22,7 @@ def infra() -> None:
 
 def start_all() -> None:
     """Start every service (idempotent), then create topics, buckets and the schema."""
-    from infra.provision import provision
+    from infra.provision import provision, provisioned_summary
 
     settings = load_settings()
     for service in all_services(settings):
@@ -31,8 +31,7 @@ def start_all() -> None:
         console.print(f"[green]✓[/] {service.name:<10} {service.address:<22} {outcome}")
     with console.status("provisioning topics, buckets and the database schema ..."):
         created = provision(settings)
-    console.print(f"[green]✓[/] provisioned: {len(created['topics'])} new topics, "
-                  f"{len(created['buckets'])} new buckets, schema at head")
+    console.print(f"[green]✓[/] provisioned: {provisioned_summary(created)}")
 
 
 @infra.command()
@@ -92,11 +91,10 @@ def reset(yes: bool) -> None:
 @infra.command(name="provision")
 def provision_command() -> None:
     """Create topics, buckets and the database schema on already running services (e.g. docker compose)."""
-    from infra.provision import provision
+    from infra.provision import provision, provisioned_summary
 
     created = provision(load_settings())
-    console.print(f"provisioned: {len(created['topics'])} new topics, {len(created['buckets'])} new buckets, "
-                  "schema at head")
+    console.print(f"provisioned: {provisioned_summary(created)}")
 
 
 @infra.command()

@@ -63,7 +63,7 @@ def test_up_twice_status_down_reset(isolated_env: dict[str, str]) -> None:
     second = _wastex(isolated_env, "infra", "up")
     assert second.returncode == 0, second.stdout + second.stderr
     assert second.stdout.count("already running") == SERVICES
-    assert "0 new topics, 0 new buckets" in second.stdout
+    assert "0 new topics, 0 new buckets, 0 topics reconfigured" in second.stdout
 
     # A changed setting reaches the running Prometheus without a restart.
     slower = _wastex({**isolated_env, "WASTEX_PROMETHEUS_SCRAPE_S": "7"}, "infra", "up")
